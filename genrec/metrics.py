@@ -8,7 +8,7 @@ the target counted. Without a tie the two agree.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -114,7 +114,7 @@ def format_table(reports: dict[str, dict], group: str = "overall") -> str:
 def format_group_table(reports: dict[str, dict], metric: str = "ndcg@10") -> str:
     """A Markdown table of one metric (opt/pes) by user and item group, one row per method."""
     groups = ("overall", "head_users", "tail_users", "head_items", "tail_items")
-    lines = [f"| method | " + " | ".join(f"{g} {metric}" for g in groups) + " |", "|" + "---|" * (1 + len(groups))]
+    lines = ["| method | " + " | ".join(f"{g} {metric}" for g in groups) + " |", "|" + "---|" * (1 + len(groups))]
     for method, report in reports.items():
         cells = [f"{report[g]['opt'][metric]:.4f} / {report[g]['pes'][metric]:.4f} (n={report[g]['n']})"
                  for g in groups]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import yaml
 
@@ -98,7 +99,7 @@ class PromptTemplate:
     source_text: str = field(default="", repr=False)
 
     @classmethod
-    def load(cls, name_or_path: str | Path) -> "PromptTemplate":
+    def load(cls, name_or_path: str | Path) -> PromptTemplate:
         data, text = _read_template_file(name_or_path)
         try:
             attrs = [Attribute(**a) for a in data.pop("attributes")]

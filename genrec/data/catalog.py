@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Item:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Item":
+    def from_dict(cls, d: dict) -> Item:
         return cls(
             item_id=str(d["item_id"]),
             title=d.get("title") or "",
@@ -93,7 +93,7 @@ class Catalog:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Catalog":
+    def load(cls, path: str | Path) -> Catalog:
         from genrec.errors import DataError
 
         path = Path(path)

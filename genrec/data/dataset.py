@@ -51,7 +51,7 @@ class SequenceDataset:
         (d / "meta.json").write_text(json.dumps({"name": self.name, "dropped": self.dropped}))
 
     @classmethod
-    def load(cls, directory: str | Path) -> "SequenceDataset":
+    def load(cls, directory: str | Path) -> SequenceDataset:
         """Read a folder written by :meth:`save` (the ``genrec`` native format)."""
         from genrec.errors import DataError
 

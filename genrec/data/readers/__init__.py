@@ -7,8 +7,8 @@ items the catalog lacks (``on_unknown_item``), never dropping them silently.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from genrec.data.dataset import SequenceDataset
 from genrec.data.readers.amazon2018 import read_amazon2018

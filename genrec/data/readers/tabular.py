@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from genrec.data.catalog import Catalog, Item
 from genrec.data.dataset import SequenceDataset

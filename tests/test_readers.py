@@ -1,0 +1,175 @@
+"""Readers: each format on small files written here, and every kind of bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from genrec.data.readers import read_dataset
+from genrec.errors import ConfigError, DataError
+
+
+def write_lcrec(d, inter, items):
+    (d / "X.inter.json").write_text(json.dumps(inter))
+    (d / "X.item.json").write_text(json.dumps(items))
+
+
+def test_lcrec_fields_and_order(tmp_path):
+    write_lcrec(tmp_path, {"0": [1, 0, 1], "1": [0]},
+                {"0": {"title": "A", "brand": "", "categories": "Top,Mid, Leaf", "description": "."},
+                 "1": {"title": "B", "brand": "Acme", "categories": "", "description": "nice"}})
+    ds = read_dataset("lcrec", tmp_path)
+    assert ds.sequences == {"0": [1, 0, 1], "1": [0]}
+    a, b = ds.catalog[0], ds.catalog[1]
+    assert (a.title, a.brand, a.categories, a.description) == ("A", None, ("Top", "Mid", "Leaf"), None)
+    assert (b.brand, b.categories, b.description) == ("Acme", (), "nice")
+    assert ds.stats_line() == "users=2 items=2 interactions=4"
+
+
+def test_unknown_item_error_names_file_or_drop_counts(tmp_path):
+    write_lcrec(tmp_path, {"0": [0, 7]}, {"0": {"title": "A"}})
+    with pytest.raises(DataError, match=r"X.inter.json.*'7' is not in the catalog"):
+        read_dataset("lcrec", tmp_path)
+    ds = read_dataset("lcrec", tmp_path, on_unknown_item="drop")
+    assert ds.sequences == {"0": [0]}
+    assert ds.dropped == {"unknown_item": 1}
+
+
+def test_truncated_json_names_file_and_line(tmp_path):
+    (tmp_path / "X.inter.json").write_text('{"0": [0, 1],\n "1": [')
+    (tmp_path / "X.item.json").write_text('{"0": {"title": "A"}}')
+    with pytest.raises(DataError, match=r"X.inter.json, line 2: invalid or truncated JSON"):
+        read_dataset("lcrec", tmp_path)
+
+
+def test_empty_and_missing_files(tmp_path):
+    (tmp_path / "X.inter.json").write_text("")
+    (tmp_path / "X.item.json").write_text('{"0": {"title": "A"}}')
+    with pytest.raises(DataError, match="X.inter.json: interaction file is empty"):
+        read_dataset("lcrec", tmp_path)
+    with pytest.raises(DataError, match="not found"):
+        read_dataset("lcrec", tmp_path / "nope")
+    with pytest.raises(ConfigError, match="unknown dataset format"):
+        read_dataset("parquet", tmp_path)
+
+
+def test_p5_non_integer_id_names_line(tmp_path):
+    (tmp_path / "sequential_data.txt").write_text("1 0 1\n2 1 x\n")
+    (tmp_path / "id2title.json").write_text('{"0": "A", "1": "B"}')
+    with pytest.raises(DataError, match=r"sequential_data.txt, line 2: id 'x' is not an integer"):
+        read_dataset("p5", tmp_path)
+
+
+def test_p5_prefers_the_relabeling_with_titles(tmp_path):
+    (tmp_path / "p5_sequential_data.txt").write_text("1 5 6\n")
+    (tmp_path / "tr_sequential_data.txt").write_text("1 0 1 0\n")
+    (tmp_path / "tr_id2title.json").write_text('{"0": "A", "1": "B"}')
+    (tmp_path / "tr_id2category.json").write_text('{"0": [["X", "Y"]], "1": [["Z"]]}')
+    ds = read_dataset("p5", tmp_path)
+    assert ds.sequences == {"1": [0, 1, 0]}
+    assert ds.catalog[0].categories == ("X", "Y")
+
+
+def test_recbole_orders_by_time_ties_by_row(tmp_path):
+    (tmp_path / "d.inter").write_text(
+        "user_id:token\titem_id:token\ttimestamp:float\n"
+        "u\t3\t20\nu\t1\t10\nu\t2\t20\nv\t1\t5\n")
+    (tmp_path / "d.item").write_text("item_id:token\tmovie_title:token_seq\tclass:token_seq\n"
+                                     "1\tOne\tDrama\n2\tTwo\tComedy Drama\n3\tThree\t\n")
+    ds = read_dataset("recbole", tmp_path)
+    ids = {u: [ds.catalog[i].item_id for i in s] for u, s in ds.sequences.items()}
+    assert ids == {"u": ["1", "3", "2"], "v": ["1"]}
+    assert ds.catalog[1].categories == ("Comedy", "Drama")
+
+
+def test_recbole_sequential_takes_longest_row(tmp_path):
+    (tmp_path / "d.test.inter").write_text(
+        "user_id:token\titem_id_list:token_seq\titem_id:token\n0\t1 2\t3\n0\t1\t2\n1\t2\t1\n")
+    (tmp_path / "d.item").write_text("item_id:token\ttitle:token_seq\n1\tA\n2\tB\n3\tC\n")
+    ds = read_dataset("recbole", tmp_path)
+    assert [[ds.catalog[i].item_id for i in s] for s in ds.sequences.values()] == [["1", "2", "3"], ["2", "1"]]
+
+
+def test_recbole_bad_field_count(tmp_path):
+    (tmp_path / "d.inter").write_text("user_id:token\titem_id:token\n1\t2\t3\n")
+    with pytest.raises(DataError, match=r"d.inter, line 2: expected 2 tab-separated fields"):
+        read_dataset("recbole", tmp_path)
+
+
+def test_dealrec_concatenates_periods(tmp_path):
+    (tmp_path / "sequential_train.txt").write_text("1 1 2\n2 2\n")
+    (tmp_path / "sequential_valid.txt").write_text("1 3\n2\n")
+    (tmp_path / "sequential_test.txt").write_text("1\n2 1\n")
+    (tmp_path / "seqid2title.json").write_text('{"1": "A", "2": "B", "3": "C"}')
+    (tmp_path / "asin2recid.json").write_text('{"ASIN0": 0}')
+    ds = read_dataset("dealrec", tmp_path)
+    assert [[ds.catalog[i].title for i in s] for s in ds.sequences.values()] == [["A", "B", "C"], ["B", "A"]]
+    assert dict(ds.catalog[0].extra) == {"asin": "ASIN0"}
+
+
+def _gz(path, lines):
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line + "\n")
+
+
+def test_amazon2018_raw_files(tmp_path):
+    _gz(tmp_path / "Tools_5.json.gz", [
+        json.dumps({"reviewerID": "U1", "asin": "B", "unixReviewTime": 200}),
+        json.dumps({"reviewerID": "U1", "asin": "A", "unixReviewTime": 100}),
+        json.dumps({"reviewerID": "U2", "asin": "A", "unixReviewTime": 50}),
+    ])
+    _gz(tmp_path / "meta_Tools.json.gz", [
+        json.dumps({"asin": "A", "title": "Hammer <b>XL</b>", "brand": "Acme", "category": ["Tools", "Hand"],
+                    "price": "$9.99", "description": ["Strong.", "Heavy."]}),
+        repr({"asin": "B", "title": "Nails", "category": [], "price": ""}),
+    ])
+    ds = read_dataset("amazon2018", tmp_path)
+    assert {u: [ds.catalog[i].item_id for i in s] for u, s in ds.sequences.items()} == {"U1": ["A", "B"],
+                                                                                     "U2": ["A"]}
+    a = ds.catalog[ds.catalog.index_of("A")]
+    assert (a.title, a.categories, a.price, a.description) == ("Hammer XL", ("Tools", "Hand"), "$9.99",
+                                                               "Strong. Heavy.")
+    b = ds.catalog[ds.catalog.index_of("B")]
+    assert (b.price, b.categories) == (None, ())
+
+
+def test_amazon2018_truncated_line(tmp_path):
+    _gz(tmp_path / "Tools_5.json.gz", ['{"reviewerID": "U1", "asin": "A", "unixRevi'])
+    _gz(tmp_path / "meta_Tools.json.gz", [json.dumps({"asin": "A", "title": "x"})])
+    with pytest.raises(DataError, match=r"Tools_5.json.gz, line 1: line is neither JSON"):
+        read_dataset("amazon2018", tmp_path)
+
+
+def test_csv_with_mapping_and_items(tmp_path):
+    (tmp_path / "inter.csv").write_text("uid,iid,ts\nu1,b,2\nu1,a,1\nu2,a,3\n")
+    (tmp_path / "items.csv").write_text("iid,name,cat\na,Alpha,X>Y\nb,Beta,\n")
+    ds = read_dataset("csv", tmp_path / "inter.csv", user_col="uid", item_col="iid", time_col="ts",
+                      items=str(tmp_path / "items.csv"), title_col="name", categories_col="cat")
+    assert {u: [ds.catalog[i].title for i in s] for u, s in ds.sequences.items()} == {"u1": ["Alpha", "Beta"],
+                                                                                  "u2": ["Alpha"]}
+    assert ds.catalog[0].categories == ("X", "Y")
+
+
+def test_csv_missing_mapped_column_lists_present(tmp_path):
+    (tmp_path / "inter.csv").write_text("user,item\n1,2\n")
+    with pytest.raises(DataError, match=r"inter.csv, line 2: missing mapped column\(s\) 'user_id', 'item_id'; "
+                                        r"present: user, item"):
+        read_dataset("csv", tmp_path / "inter.csv")
+
+
+def test_jsonl_reader(tmp_path):
+    (tmp_path / "inter.jsonl").write_text('{"user_id": 1, "item_id": "x"}\n{"user_id": 1, "item_id": "y"}\n')
+    ds = read_dataset("jsonl", tmp_path / "inter.jsonl")
+    assert ds.stats_line() == "users=1 items=2 interactions=2"
+
+
+def test_native_round_trip(tmp_path):
+    write_lcrec(tmp_path, {"0": [1, 0], "1": [0]}, {"0": {"title": "A", "brand": "Z"}, "1": {"title": "B"}})
+    ds = read_dataset("lcrec", tmp_path)
+    ds.save(tmp_path / "native")
+    again = read_dataset("native", tmp_path / "native")
+    assert again.sequences == ds.sequences
+    assert [it.to_dict() for it in again.catalog] == [it.to_dict() for it in ds.catalog]
