@@ -1,4 +1,11 @@
-"""LC-Rec / LETTER JSON: ``X.inter.json`` ({user: [item, ...]}) + ``X.item.json`` ({item: fields})."""
+"""LC-Rec / LETTER JSON: ``X.inter.json`` ({user: [item, ...]}) + ``X.item.json`` ({item: fields}).
+
+Item fields: title, description, brand, categories (a comma-joined path string, or a list);
+empty strings, ".", "nan" and null become ``None``. The item file is the catalog, in its
+order. Without an item file (e.g. the Instruments download, which ships only ``X.item2id``),
+the catalog is the ids of ``X.item2id`` (ASIN kept in ``Item.extra``) or else the ids seen,
+with no text; ``genrec data stats`` shows how many items have a title.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,30 @@ from pathlib import Path
 
 from genrec.data.catalog import Catalog, Item
 from genrec.data.dataset import SequenceDataset
-from genrec.data.readers._common import SequenceBuilder, clean, find_one, load_json, split_path
+from genrec.data.readers._common import (
+    SequenceBuilder,
+    check_on_unknown_item,
+    clean,
+    find_one,
+    load_json,
+    read_id_map,
+    split_path,
+)
 from genrec.errors import DataError
 
 
-def read_lcrec(path: str | Path, on_unknown_item: str = "error", name: str | None = None) -> SequenceDataset:
-    path = Path(path)
-    inter_path = find_one(path, "*.inter.json", "interaction file")
-    item_path = find_one(inter_path.parent, "*.item.json", "item file")
-    raw_items = load_json(item_path)
+def _item_id(item: object) -> str | None:
+    if isinstance(item, bool):
+        return None
+    if isinstance(item, int):
+        return str(item)
+    if isinstance(item, str) and item.isascii() and item.isdigit():
+        return item
+    return None
+
+
+def _catalog_from_item_file(item_path: Path) -> Catalog:
+    raw_items = load_json(item_path, "item file")
     if not isinstance(raw_items, dict):
         raise DataError(item_path, "expected a JSON object {item_id: {title, ...}}")
     items = []
@@ -29,16 +51,40 @@ def read_lcrec(path: str | Path, on_unknown_item: str = "error", name: str | Non
             price=clean(fields.get("price")),
             description=clean(fields.get("description")),
         ))
-    catalog = Catalog(items)
-    raw = load_json(inter_path)
+    return Catalog(items)
+
+
+def read_lcrec(path: str | Path, on_unknown_item: str = "error", name: str | None = None) -> SequenceDataset:
+    check_on_unknown_item(on_unknown_item)
+    path = Path(path)
+    inter_path = find_one(path, "*.inter.json", "interaction file")
+    folder = inter_path.parent
+    stem = inter_path.name[: -len(".inter.json")]
+    raw = load_json(inter_path, "interaction file")
     if not isinstance(raw, dict):
         raise DataError(inter_path, "expected a JSON object {user: [item, ...]}")
+
+    item_files = [folder / f"{stem}.item.json"] if (folder / f"{stem}.item.json").exists() \
+        else sorted(folder.glob("*.item.json"))
+    if len(item_files) > 1:
+        raise DataError(folder, f"several item files {[p.name for p in item_files]}; none named {stem}.item.json")
+    if item_files:
+        catalog = _catalog_from_item_file(item_files[0])
+    elif (folder / f"{stem}.item2id").exists():
+        id_to_asin = read_id_map(folder / f"{stem}.item2id")
+        catalog = Catalog(Item(item_id=i, title="", extra=(("asin", id_to_asin[i]),))
+                          for i in sorted(id_to_asin, key=lambda s: int(s) if s.isdigit() else -1))
+    else:
+        seen = {str(i): None for seq in raw.values() if isinstance(seq, list) for i in seq}
+        catalog = Catalog(Item(item_id=i, title="") for i in seen)
+
     builder = SequenceBuilder(catalog, on_unknown_item)
     for user, seq in raw.items():
         if not isinstance(seq, list):
-            raise DataError(inter_path, "sequence is not a list", field=str(user))
-        for item in seq:
-            if isinstance(item, bool) or not isinstance(item, (int, str)) or not str(item).lstrip("-").isdigit():
-                raise DataError(inter_path, f"item id {item!r} is not an integer", field=str(user))
-            builder.add(str(user), str(item), inter_path, None)
-    return builder.build(name or inter_path.name.split(".")[0])
+            raise DataError(inter_path, "sequence is not a list", field=f"user {user}")
+        ids = [_item_id(item) for item in seq]
+        if None in ids:
+            bad = seq[ids.index(None)]
+            raise DataError(inter_path, f"item id {bad!r} is not an integer", field=f"user {user}")
+        builder.extend(str(user), ids, inter_path, None, field=f"user {user}")
+    return builder.build(name or stem, inter_path)

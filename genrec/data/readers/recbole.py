@@ -1,41 +1,71 @@
 """RecBole atomic files: ``X.inter`` (+ ``X.item``) with typed headers ``name:type``.
 
-Two shapes are read:
-- interaction rows (``user_id``, ``item_id``, optional ``timestamp``): each user's items are
-  ordered by timestamp, ties broken by the file's row order (a stable sort);
-- sequential rows (``item_id_list:token_seq`` + ``item_id``, as in UniSRec / LLMRank
-  downloads): each row is a history plus its target; a user's sequence is their longest row
-  (history + target). Given a folder with ``*.test.inter``, that file is read.
-Item text comes from ``X.item`` (title-like columns) or a UniSRec ``X.text`` file.
+Two shapes of ``.inter`` are read:
+
+- **interaction rows** (``user_id``, ``item_id``, optional ``timestamp``), e.g. ML-100K: each
+  user's items ordered by timestamp, ties broken by the file's row order (a stable sort);
+  without a timestamp column, file order.
+- **sequential rows** (``item_id_list:token_seq`` + ``item_id``), as in UniSRec / LLMRank
+  downloads: each row is a history plus its target. A user's sequence is their longest row
+  (history + target); in a ``*.test.inter`` that is the whole ordered sequence (capped at 50
+  items by those pipelines). In ``*.train.inter`` (one row per prefix) it is the full
+  training sequence.
+
+Which file: ``path`` may be the ``.inter`` file itself. For a folder, the first match of
+``*.test.inter``, then a plain ``*.inter`` (not train/valid), then ``*.valid.inter``, then
+``*.train.inter``.
+
+Item text: ``X.item`` (same stem, else the folder's only ``.item``) with title-like columns
+(``title`` / ``movie_title`` / ``name``), categories (``class`` / ``categories`` / ``genre``,
+space-separated tokens), ``brand``, ``price``, and the year (``release_year``) in
+``Item.extra``. UniSRec's ``X.text`` (ASIN -> "title. category words. brand. ") is split
+into title / one category string / brand, with ``X.item2index`` mapping ASINs to the
+indices used in ``.inter`` (the ASIN kept in ``Item.extra``). Without any item file the
+catalog is the ids seen, with no text.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from genrec.data.catalog import Catalog, Item
 from genrec.data.dataset import SequenceDataset
-from genrec.data.readers._common import SequenceBuilder, clean, require_file, split_path
+from genrec.data.readers._common import (
+    SequenceBuilder,
+    check_on_unknown_item,
+    clean,
+    read_id_map,
+    require_file,
+    split_path,
+)
 from genrec.errors import DataError
 
 _TITLE_COLS = ("title", "movie_title", "name", "text")
 
 
-def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    require_file(path, "atomic file")
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        names = [h.split(":")[0] for h in header]
-        rows = []
-        for n, line in enumerate(f, 2):
-            line = line.rstrip("\n")
-            if not line:
-                continue
-            parts = line.split("\t")
-            if len(parts) != len(names):
-                raise DataError(path, f"expected {len(names)} tab-separated fields ({', '.join(header)}), "
-                                      f"got {len(parts)}", line=n)
-            rows.append((n, parts))
+def read_atomic(path: Path, what: str = "atomic file") -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header field names (types stripped) and (line number, fields) rows of a RecBole TSV."""
+    require_file(path, what)
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline().rstrip("\r\n").split("\t")
+            names = [h.split(":")[0] for h in header]
+            width = len(names)
+            for n, line in enumerate(f, 2):
+                line = line.rstrip("\r\n")
+                if not line:
+                    continue
+                parts = line.split("\t")
+                if len(parts) != width:
+                    raise DataError(path, f"expected {width} tab-separated fields ({', '.join(header)}), "
+                                          f"got {len(parts)}", line=n)
+                rows.append((n, parts))
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text: {e}") from None
+    if not rows:
+        raise DataError(path, f"{what} has a header but no rows")
     return names, rows
 
 
@@ -48,95 +78,155 @@ def _col(names: list[str], path: Path, *candidates: str, required: bool = True) 
     return None
 
 
-def _pick_inter_file(path: Path) -> Path:
+def pick_inter_file(path: Path) -> Path:
+    """The ``.inter`` file a folder is read from (see the module docstring for the order)."""
     if path.is_file():
         return path
     if not path.exists():
         raise DataError(path, "dataset folder not found")
-    for pattern in ("*.test.inter", "*.inter"):
-        found = sorted(p for p in path.glob(pattern) if not p.name.endswith((".train.inter", ".valid.inter"))
-                       or pattern == "*.test.inter")
-        if found:
-            return found[0]
+    inter = sorted(path.glob("*.inter"))
+    plain = [p for p in inter if not p.name.endswith((".train.inter", ".valid.inter", ".test.inter"))]
+    for group in ([p for p in inter if p.name.endswith(".test.inter")], plain,
+                  [p for p in inter if p.name.endswith(".valid.inter")],
+                  [p for p in inter if p.name.endswith(".train.inter")]):
+        if group:
+            return group[0]
     raise DataError(path, "no .inter file in this folder")
 
 
-def _catalog(inter_path: Path, item_ids_in_order: list[str]) -> Catalog:
+def split_unisrec_text(text: str, root: str | None) -> tuple[str, str | None, str | None]:
+    """(title, category words, brand) from UniSRec's "title. category words. brand. " string.
+
+    Titles and brands may contain ". " themselves, so the category part is located by the
+    dataset's root category (``root``, e.g. "Industrial & Scientific"); an empty category
+    part shows as ". . ". When neither is found the whole text is the title (nothing lost).
+    """
+    s = text.strip()
+    if s.endswith("."):
+        s = s[:-1]
+    if root:
+        i = s.rfind(". " + root)
+        if i > 0:
+            cats, _, brand = s[i + 2:].partition(". ")
+            return s[:i], clean(cats), clean(brand)
+    j = s.rfind(". . ")
+    if j > 0:
+        return s[:j], None, clean(s[j + 4:])
+    return text.strip(), None, None
+
+
+def _unisrec_root(texts: list[str]) -> str | None:
+    """The longest word prefix shared by most category parts (the dataset's root category)."""
+    middles = []
+    for t in texts:
+        parts = t.strip().rstrip(".").rsplit(". ", 2)
+        if len(parts) == 3 and parts[1]:
+            middles.append(parts[1].split())
+    best = None
+    for width in range(1, 6):
+        counts = Counter(" ".join(m[:width]) for m in middles if len(m) >= width)
+        if not counts:
+            break
+        prefix, count = counts.most_common(1)[0]
+        if count < 0.5 * len(texts):
+            break
+        best = prefix
+    return best
+
+
+def _item_file(inter_path: Path) -> Path | None:
     folder = inter_path.parent
     stem = inter_path.name.split(".")[0]
-    candidates = [folder / f"{stem}.item", *sorted(folder.glob("*.item")), folder / f"{stem}.text",
-                  *sorted(folder.glob("*.text"))]
-    item_file = next((p for p in candidates if p.exists()), None)
+    for suffix in (".item", ".text"):
+        if (folder / f"{stem}{suffix}").exists():
+            return folder / f"{stem}{suffix}"
+        others = sorted(folder.glob(f"*{suffix}"))
+        if len(others) == 1:
+            return others[0]
+        if len(others) > 1:
+            raise DataError(folder, f"several {suffix} files {[p.name for p in others]} and none named "
+                                    f"{stem}{suffix}; pass the .inter file of the matching name")
+    return None
+
+
+def _catalog(inter_path: Path, item_ids_seen: list[str]) -> Catalog:
+    item_file = _item_file(inter_path)
+    if item_file is None:
+        return Catalog(Item(item_id=i, title="") for i in dict.fromkeys(item_ids_seen))
+    names, rows = read_atomic(item_file, "item file")
+    id_col = _col(names, item_file, "item_id")
+    title_col = _col(names, item_file, *_TITLE_COLS, required=False)
+    cat_col = _col(names, item_file, "class", "categories", "genre", required=False)
+    brand_col = _col(names, item_file, "brand", required=False)
+    price_col = _col(names, item_file, "price", required=False)
+    year_col = _col(names, item_file, "release_year", "year", required=False)
+    remap: dict[str, str] = {}  # source id in the item file -> id used in .inter
+    map_path = item_file.with_suffix(".item2index")
+    if item_file.suffix == ".text" and map_path.exists():
+        remap = {asin: index for index, asin in read_id_map(map_path).items()}
+    unisrec = item_file.suffix == ".text" and names[title_col] == "text" if title_col is not None else False
+    root = _unisrec_root([r[title_col] for _, r in rows]) if unisrec else None
     items: dict[str, Item] = {}
-    # UniSRec downloads key X.text by ASIN and map ASINs to the .inter indices in X.item2index.
-    remap: dict[str, str] = {}
-    map_path = folder / f"{stem}.item2index"
-    if item_file is not None and item_file.suffix == ".text" and map_path.exists():
-        with open(map_path, encoding="utf-8") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) == 2:
-                    remap[parts[0]] = parts[1]
-    if item_file is not None:
-        names, rows = _read_table(item_file)
-        id_col = _col(names, item_file, "item_id")
-        title_col = _col(names, item_file, *_TITLE_COLS, required=False)
-        cat_col = _col(names, item_file, "class", "categories", "genre", required=False)
-        brand_col = _col(names, item_file, "brand", required=False)
-        price_col = _col(names, item_file, "price", required=False)
-        year_col = _col(names, item_file, "release_year", "year", required=False)
-        for _, parts in rows:
-            extra = {"year": parts[year_col]} if year_col is not None and clean(parts[year_col]) else {}
-            cats = split_path(parts[cat_col], sep=" ") if cat_col is not None else ()
-            item_id = remap.get(parts[id_col], parts[id_col])
-            if remap:
-                extra["asin"] = parts[id_col]
-            items[item_id] = Item(
-                item_id=item_id,
-                title=(clean(parts[title_col]) or "") if title_col is not None else "",
-                brand=clean(parts[brand_col]) if brand_col is not None else None,
-                categories=cats,
-                price=clean(parts[price_col]) if price_col is not None else None,
-                extra=tuple(extra.items()),
-            )
-    else:
-        items = {i: Item(item_id=i, title="") for i in item_ids_in_order}
-    try:
-        order = sorted(items, key=int)
-    except ValueError:
-        order = list(items)
+    for n, parts in rows:
+        source_id = parts[id_col]
+        item_id = remap.get(source_id, source_id)
+        if remap and source_id not in remap:
+            raise DataError(item_file, f"item {source_id!r} has no index in {map_path.name}", line=n)
+        if item_id in items:
+            raise DataError(item_file, f"item id {item_id!r} appears twice", line=n)
+        extra = {}
+        if remap:
+            extra["asin"] = source_id
+        if year_col is not None and clean(parts[year_col]):
+            extra["year"] = clean(parts[year_col])
+        title = clean(parts[title_col]) or "" if title_col is not None else ""
+        brand = clean(parts[brand_col]) if brand_col is not None else None
+        categories = split_path(parts[cat_col], sep=" ") if cat_col is not None else ()
+        if unisrec and title:
+            title, cat_words, text_brand = split_unisrec_text(title, root)
+            categories = (cat_words,) if cat_words else ()
+            brand = brand or text_brand
+        items[item_id] = Item(
+            item_id=item_id, title=title, brand=brand, categories=categories,
+            price=clean(parts[price_col]) if price_col is not None else None,
+            extra=tuple(sorted(extra.items())),
+        )
+    order = list(items)
+    if all(i.isascii() and i.isdigit() for i in order):
+        order.sort(key=int)
     return Catalog(items[i] for i in order)
 
 
 def read_recbole(path: str | Path, on_unknown_item: str = "error", name: str | None = None) -> SequenceDataset:
-    inter_path = _pick_inter_file(Path(path))
-    names, rows = _read_table(inter_path)
+    check_on_unknown_item(on_unknown_item)
+    inter_path = pick_inter_file(Path(path))
+    names, rows = read_atomic(inter_path, "interaction file")
     user_col = _col(names, inter_path, "user_id")
     item_col = _col(names, inter_path, "item_id")
     list_col = _col(names, inter_path, "item_id_list", required=False)
-    seen = [r[item_col] for _, r in rows]
-    catalog = _catalog(inter_path, seen)
+    catalog = _catalog(inter_path, [r[item_col] for _, r in rows])
     builder = SequenceBuilder(catalog, on_unknown_item)
     if list_col is not None:
         longest: dict[str, tuple[int, list[str]]] = {}
         for n, parts in rows:
-            seq = parts[list_col].split() + [parts[item_col]]
+            seq = parts[list_col].split()
+            seq.append(parts[item_col])
             user = parts[user_col]
             if user not in longest or len(seq) > len(longest[user][1]):
                 longest[user] = (n, seq)
         for user, (n, seq) in longest.items():
-            for item in seq:
-                builder.add(user, item, inter_path, n)
+            builder.extend(user, seq, inter_path, n)
     else:
         time_col = _col(names, inter_path, "timestamp", required=False)
         if time_col is not None:
-            def key(row: tuple[int, list[str]]) -> float:
+            times = []
+            for n, parts in rows:
                 try:
-                    return float(row[1][time_col])
+                    times.append(float(parts[time_col]))
                 except ValueError:
-                    raise DataError(inter_path, f"timestamp {row[1][time_col]!r} is not a number",
-                                    line=row[0]) from None
-            rows = sorted(rows, key=key)  # stable: file order breaks ties
-        for n, parts in rows:
-            builder.add(parts[user_col], parts[item_col], inter_path, n)
-    return builder.build(name or inter_path.name.split(".")[0])
+                    raise DataError(inter_path, f"timestamp {parts[time_col]!r} is not a number", line=n,
+                                    field="timestamp") from None
+            order = sorted(range(len(rows)), key=times.__getitem__)  # stable: file order breaks ties
+            rows = [rows[k] for k in order]
+        builder.extend_rows(((parts[user_col], parts[item_col], n) for n, parts in rows), inter_path)
+    return builder.build(name or inter_path.name.split(".")[0], inter_path)
