@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -27,6 +27,7 @@ def dedup_consecutive(seq: Sequence[int]) -> list[int]:
 
 
 def dedup_dataset(ds: SequenceDataset) -> SequenceDataset:
+    """Every sequence deduplicated; the number removed is added to ``dropped['consecutive_repeat']``."""
     seqs = {u: dedup_consecutive(s) for u, s in ds.sequences.items()}
     removed = ds.num_interactions - sum(len(s) for s in seqs.values())
     dropped = dict(ds.dropped)
@@ -36,23 +37,37 @@ def dedup_dataset(ds: SequenceDataset) -> SequenceDataset:
 
 
 def kcore(ds: SequenceDataset, k: int) -> SequenceDataset:
-    """Iterative k-core: keep users and items with at least ``k`` interactions.
+    """Iterative k-core: repeat until every user and every item has at least ``k`` interactions.
 
-    The catalog is kept whole (indices stay stable, so prompts, indexes and caches built on
-    it remain valid); only the sequences are filtered.
+    An item's count is its number of interactions (repeats included), as in the Amazon
+    "5-core" files. The catalog is kept whole — indices stay stable, so prompts, indexes and
+    caches built on it remain valid; only the sequences are filtered. What was removed is
+    counted in ``dropped`` (``kcore_interactions``, ``kcore_users``).
     """
     seqs = {u: list(s) for u, s in ds.sequences.items()}
-    while True:
-        counts = Counter(i for s in seqs.values() for i in s)
-        new = {}
-        for u, s in seqs.items():
-            kept = [i for i in s if counts[i] >= k]
-            if len(kept) >= k:
-                new[u] = kept
-        if new == seqs:
-            break
-        seqs = new
-    return SequenceDataset(ds.catalog, seqs, name=ds.name, dropped=dict(ds.dropped))
+    if k > 1:
+        while True:
+            counts = Counter(i for s in seqs.values() for i in s)
+            new = {}
+            changed = False
+            for u, s in seqs.items():
+                kept = [i for i in s if counts[i] >= k]
+                if len(kept) != len(s):
+                    changed = True
+                if len(kept) >= k:
+                    new[u] = kept
+                else:
+                    changed = True
+            seqs = new
+            if not changed:
+                break
+    dropped = dict(ds.dropped)
+    removed = ds.num_interactions - sum(len(s) for s in seqs.values())
+    if removed:
+        dropped["kcore_interactions"] = dropped.get("kcore_interactions", 0) + removed
+    if len(seqs) < ds.num_users:
+        dropped["kcore_users"] = dropped.get("kcore_users", 0) + ds.num_users - len(seqs)
+    return SequenceDataset(ds.catalog, seqs, name=ds.name, dropped=dropped)
 
 
 def leave_one_out(ds: SequenceDataset, dedup: bool = True) -> Split:
@@ -79,6 +94,12 @@ def leave_one_out(ds: SequenceDataset, dedup: bool = True) -> Split:
     if short:
         log.info("%s: %d users with fewer than 3 items are used for training only", ds.name, short)
     return Split(dataset=ds, train=train, valid=valid, test=test)
+
+
+def train_only_users(split: Split) -> list[str]:
+    """Users of a split with training data but no validation / test example (fewer than 3 items)."""
+    evaluated = {ex.user for ex in split.test}
+    return [u for u in split.train if u not in evaluated]
 
 
 def truncate_history(history: Sequence[int], max_len: int | None) -> tuple[int, ...]:
@@ -115,8 +136,11 @@ def training_examples(split: Split, rng: np.random.Generator, max_history: int |
     return out
 
 
-def category_probabilities(counts: dict[str, int], power: float = 0.3) -> dict[str, float]:
-    """P(c) ∝ n_c^power, so large categories do not swamp small ones in stage 1."""
+def category_probabilities(counts: Mapping[str, int], power: float = 0.3) -> dict[str, float]:
+    """P(c) ∝ n_c^power, so large categories do not swamp small ones in stage 1.
+
+    Categories with no training sequences get no entry (probability zero).
+    """
     weights = {c: float(n) ** power for c, n in counts.items() if n > 0}
     total = sum(weights.values())
     if total == 0:
@@ -124,17 +148,48 @@ def category_probabilities(counts: dict[str, int], power: float = 0.3) -> dict[s
     return {c: w / total for c, w in weights.items()}
 
 
-class CategoryMixer:
-    """Draws category names with probability ∝ n_c^power (stage-1 mixing)."""
+def training_sequence_count(data: int | SequenceDataset | Split) -> int:
+    """n_c of a category: its training sequences that can give an example (at least 2 items).
 
-    def __init__(self, counts: dict[str, int], power: float = 0.3, seed: int = 0) -> None:
-        probs = category_probabilities(counts, power)
-        self.names = list(probs)
-        self.probs = np.array([probs[c] for c in self.names])
+    A count passes through; a dataset counts its users; a split its train sequences of length >= 2.
+    """
+    if isinstance(data, Split):
+        return sum(1 for s in data.train.values() if len(s) >= 2)
+    if isinstance(data, SequenceDataset):
+        return data.num_users
+    return int(data)
+
+
+class CategoryMixer:
+    """Draws category names with probability ∝ n_c^power (stage-1 mixing, SPEC.md §1).
+
+    ``sources``: ``{name: count | SequenceDataset | Split}``, or a list of datasets / splits
+    (named by ``dataset.name``). Draws come from a private seeded generator, so a run
+    replays exactly.
+    """
+
+    def __init__(self, sources: Mapping[str, int | SequenceDataset | Split] | Sequence[SequenceDataset | Split],
+                 power: float = 0.3, seed: int = 0) -> None:
+        if isinstance(sources, Mapping):
+            counts = {str(name): training_sequence_count(v) for name, v in sources.items()}
+        else:
+            counts = {}
+            for v in sources:
+                name = v.dataset.name if isinstance(v, Split) else v.name
+                if name in counts:
+                    raise ValueError(f"two categories named {name!r}; pass a dict to name them")
+                counts[name] = training_sequence_count(v)
+        self.counts = counts
+        self.probabilities = category_probabilities(counts, power)
+        self.names = list(self.probabilities)
+        self._p = np.array([self.probabilities[c] for c in self.names])
         self.rng = np.random.default_rng(seed)
 
     def draw(self) -> str:
-        return self.names[int(self.rng.choice(len(self.names), p=self.probs))]
+        return self.names[int(self.rng.choice(len(self.names), p=self._p))]
+
+    def draw_many(self, n: int) -> list[str]:
+        return [self.names[i] for i in self.rng.choice(len(self.names), size=n, p=self._p)]
 
     def __iter__(self) -> Iterator[str]:
         while True:

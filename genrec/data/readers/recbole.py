@@ -116,15 +116,14 @@ def split_unisrec_text(text: str, root: str | None) -> tuple[str, str | None, st
 
 
 def _unisrec_root(texts: list[str]) -> str | None:
-    """The longest word prefix shared by most category parts (the dataset's root category)."""
-    middles = []
-    for t in texts:
-        parts = t.strip().rstrip(".").rsplit(". ", 2)
-        if len(parts) == 3 and parts[1]:
-            middles.append(parts[1].split())
+    """The dataset's root category: the longest word prefix that starts a ". "-separated part
+    (after the first) in at least half of the texts."""
+    parts = [[seg.split() for seg in t.strip().rstrip(".").split(". ")[1:]] for t in texts]
     best = None
     for width in range(1, 6):
-        counts = Counter(" ".join(m[:width]) for m in middles if len(m) >= width)
+        counts: Counter[str] = Counter()
+        for segs in parts:
+            counts.update({" ".join(words[:width]) for words in segs if len(words) >= width})
         if not counts:
             break
         prefix, count = counts.most_common(1)[0]
@@ -204,7 +203,10 @@ def read_recbole(path: str | Path, on_unknown_item: str = "error", name: str | N
     user_col = _col(names, inter_path, "user_id")
     item_col = _col(names, inter_path, "item_id")
     list_col = _col(names, inter_path, "item_id_list", required=False)
-    catalog = _catalog(inter_path, [r[item_col] for _, r in rows])
+    seen = [r[item_col] for _, r in rows]
+    if list_col is not None:
+        seen = [i for _, r in rows for i in r[list_col].split()] + seen
+    catalog = _catalog(inter_path, seen)
     builder = SequenceBuilder(catalog, on_unknown_item)
     if list_col is not None:
         longest: dict[str, tuple[int, list[str]]] = {}
