@@ -18,11 +18,14 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# Regenerate the pins from the current venv (after adding a dependency).
+# Regenerate the pins from the current venv (after adding a dependency). torch is pinned without
+# its +cpu local label so the same line holds on machines whose CPU wheel comes from elsewhere.
 constraints:
 	{ echo "# Pinned versions of a working CPU install (regenerate with \`make constraints\`)."; \
 	  echo "# torchvision, torchaudio and torchcodec are absent on purpose: they break \`import vllm\` here."; \
-	  $(PY) -m pip freeze | grep -viE '^(genrec|torchvision|torchaudio|torchcodec)[= @]' | grep -v '^-e'; } > constraints.txt
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^#' \
+	    | grep -viE '^(genrec|torchvision|torchaudio|torchcodec)([=@ ]|$$)' | sed -E 's/^(torch==[^+]+)\+cpu$$/\1/'; \
+	} > constraints.txt
 
 bench-quick: setup
 	for b in bench/*.py; do $(PY) $$b --quick || exit 1; done

