@@ -177,15 +177,16 @@ def test_native_round_trip(tmp_path):
 
 # --- more formats and bad input, one test per kind -------------------------------------------------
 
-def test_lcrec_unknown_item_error_names_user_and_id(tmp_path):
-    write_lcrec(tmp_path, {"0": [0], "5": [0, 9]}, {"0": {"title": "A"}})
-    with pytest.raises(DataError, match=r"X.inter.json, field 'user 5': item id '9' is not in the catalog"):
+def test_lcrec_unknown_item_error_names_line_user_and_id(tmp_path):
+    (tmp_path / "X.inter.json").write_text(json.dumps({"0": [0], "5": [0, 9]}, indent=1))
+    (tmp_path / "X.item.json").write_text(json.dumps({"0": {"title": "A"}}))
+    with pytest.raises(DataError, match=r"X.inter.json, line 5, field 'user 5': item id '9' is not in the catalog"):
         read_dataset("lcrec", tmp_path)
 
 
 def test_lcrec_non_integer_item(tmp_path):
     write_lcrec(tmp_path, {"0": [0, "abc"]}, {"0": {"title": "A"}})
-    with pytest.raises(DataError, match=r"X.inter.json, field 'user 0': item id 'abc' is not an integer"):
+    with pytest.raises(DataError, match=r"X.inter.json, line 1, field 'user 0': item id 'abc' is not an integer"):
         read_dataset("lcrec", tmp_path)
 
 
@@ -196,6 +197,9 @@ def test_lcrec_without_item_text_uses_item2id(tmp_path):
     assert ds.stats_line() == "users=2 items=3 interactions=3"
     assert [dict(it.extra)["asin"] for it in ds.catalog] == ["ASIN_A", "ASIN_B", "ASIN_C"]
     assert all(it.title == "" for it in ds.catalog)
+    (tmp_path / "I.item2id").unlink()
+    with pytest.raises(DataError, match=r"I.item.json: item file not found"):
+        read_dataset("lcrec", tmp_path)
 
 
 def test_missing_values_are_none_never_the_string(tmp_path):

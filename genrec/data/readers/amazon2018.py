@@ -137,7 +137,7 @@ def read_amazon2018(path: str | Path, on_unknown_item: str = "error", name: str 
             raise DataError(reviews_path, f"unixReviewTime {obj['unixReviewTime']!r} is not an integer", line=n,
                             field="unixReviewTime")
         rows.append((t, n, str(obj["reviewerID"]), str(obj["asin"])))
-    rows.sort(key=lambda r: (r[0], r[1]))  # by time, ties by file order
+    rows.sort()  # by time, ties by line number (unique), i.e. file order
     builder = SequenceBuilder(catalog, on_unknown_item)
     builder.extend_rows(((user, asin, n) for _, n, user, asin in rows), reviews_path)
     category = reviews_path.name.split(".json")[0].removesuffix("_5")

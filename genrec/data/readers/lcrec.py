@@ -2,13 +2,14 @@
 
 Item fields: title, description, brand, categories (a comma-joined path string, or a list);
 empty strings, ".", "nan" and null become ``None``. The item file is the catalog, in its
-order. Without an item file (e.g. the Instruments download, which ships only ``X.item2id``),
-the catalog is the ids of ``X.item2id`` (ASIN kept in ``Item.extra``) or else the ids seen,
-with no text; ``genrec data stats`` shows how many items have a title.
+order. Without an item file, ``X.item2id`` ("ASIN<TAB>index", as in the Instruments download)
+marks a dataset without text: its ids are the catalog (ASIN kept in ``Item.extra``) and
+``genrec data stats`` shows that no item has a title. Neither file is a DataError.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from genrec.data.catalog import Catalog, Item
@@ -33,6 +34,13 @@ def _item_id(item: object) -> str | None:
     if isinstance(item, str) and item.isascii() and item.isdigit():
         return item
     return None
+
+
+def _line_of_key(path: Path, key: str) -> int | None:
+    """The line where ``"key":`` first occurs in a JSON file (only used to point at an error)."""
+    text = path.read_text(encoding="utf-8")
+    match = re.search('"' + re.escape(str(key)) + r'"\s*:', text)
+    return text.count("\n", 0, match.start()) + 1 if match else None
 
 
 def _catalog_from_item_file(item_path: Path) -> Catalog:
@@ -75,8 +83,8 @@ def read_lcrec(path: str | Path, on_unknown_item: str = "error", name: str | Non
         catalog = Catalog(Item(item_id=i, title="", extra=(("asin", id_to_asin[i]),))
                           for i in sorted(id_to_asin, key=lambda s: int(s) if s.isdigit() else -1))
     else:
-        seen = {str(i): None for seq in raw.values() if isinstance(seq, list) for i in seq}
-        catalog = Catalog(Item(item_id=i, title="") for i in seen)
+        raise DataError(folder / f"{stem}.item.json", "item file not found (a dataset without item text "
+                                                       f"needs {stem}.item2id: 'ASIN<TAB>index' lines)")
 
     builder = SequenceBuilder(catalog, on_unknown_item)
     for user, seq in raw.items():
@@ -85,6 +93,13 @@ def read_lcrec(path: str | Path, on_unknown_item: str = "error", name: str | Non
         ids = [_item_id(item) for item in seq]
         if None in ids:
             bad = seq[ids.index(None)]
-            raise DataError(inter_path, f"item id {bad!r} is not an integer", field=f"user {user}")
+            raise DataError(inter_path, f"item id {bad!r} is not an integer", line=_line_of_key(inter_path, user),
+                            field=f"user {user}")
+        if on_unknown_item == "error":
+            unknown = next((i for i in ids if i not in catalog), None)
+            if unknown is not None:  # name the line where this user's list starts (files may be indented)
+                raise DataError(inter_path, f"item id {unknown!r} is not in the catalog (on_unknown_item='drop' "
+                                            "skips and counts such items)", line=_line_of_key(inter_path, user),
+                                field=f"user {user}")
         builder.extend(str(user), ids, inter_path, None, field=f"user {user}")
     return builder.build(name or stem, inter_path)
