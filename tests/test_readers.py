@@ -392,3 +392,17 @@ def test_stats_reports_drops(tmp_path):
     lines = dataset_stats("lcrec", str(tmp_path), on_unknown_item="drop").splitlines()
     assert "dropped (unknown_item): 2" in lines
     assert lines[-1] == "users=2 items=1 interactions=2"
+
+
+def test_csv_with_byte_order_mark_and_tsv(tmp_path):
+    (tmp_path / "inter.csv").write_bytes("\ufeffuser_id,item_id\nu,a\n".encode())  # as Excel saves it
+    assert read_dataset("csv", tmp_path / "inter.csv").stats_line() == "users=1 items=1 interactions=1"
+    (tmp_path / "inter.tsv").write_text("user\titem\nu\ta\nu\tb\n")
+    ds = read_dataset("csv", tmp_path / "inter.tsv", user_col="user", item_col="item")
+    assert ds.stats_line() == "users=1 items=2 interactions=2"
+
+
+def test_jsonl_given_a_json_array(tmp_path):
+    (tmp_path / "inter.json").write_text('[{"user_id": 1, "item_id": "x"},\n {"user_id": 2, "item_id": "y"}]\n')
+    with pytest.raises(DataError, match=r"inter.json, line 1: invalid or truncated JSON.*JSON Lines"):
+        read_dataset("jsonl", tmp_path / "inter.json")

@@ -45,19 +45,21 @@ def read_rows(path: Path, what: str = "table file") -> Iterator[tuple[int, dict]
     require_file(path, what)
     try:
         if path.suffix in (".jsonl", ".ndjson", ".json"):
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:
                 for n, line in enumerate(f, 1):
                     if not line.strip():
                         continue
                     try:
                         row = json.loads(line)
                     except json.JSONDecodeError as e:
-                        raise DataError(path, f"invalid or truncated JSON: {e.msg}", line=n) from None
+                        hint = " (a JSON array? write one object per line: JSON Lines)" \
+                            if line.lstrip().startswith("[") else ""
+                        raise DataError(path, f"invalid or truncated JSON: {e.msg}{hint}", line=n) from None
                     if not isinstance(row, dict):
                         raise DataError(path, "expected a JSON object per line", line=n)
                     yield n, row
             return
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:
             sample = f.read(4096)
             f.seek(0)
             delimiter = "\t" if path.suffix == ".tsv" or sample.count("\t") > sample.count(",") else ","
