@@ -183,6 +183,7 @@ def _catalog(inter_path: Path, item_ids_seen: list[str]) -> Catalog:
         categories = split_path(parts[cat_col], sep=" ") if cat_col is not None else ()
         if unisrec and title:
             title, cat_words, text_brand = split_unisrec_text(title, root)
+            title = clean(title) or ""
             categories = (cat_words,) if cat_words else ()
             brand = brand or text_brand
         items[item_id] = Item(
