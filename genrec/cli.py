@@ -15,7 +15,13 @@ from genrec.errors import GenrecError
 def _data_stats(args: argparse.Namespace) -> int:
     from genrec.data.stats import dataset_stats
 
-    print(dataset_stats(args.format, args.path, on_unknown_item=args.on_unknown_item))
+    from genrec.config import parse_override
+
+    options = {}
+    for text in args.option:
+        keys, value = parse_override(text)
+        options[".".join(keys)] = value
+    print(dataset_stats(args.format, args.path, on_unknown_item=args.on_unknown_item, **options))
     return 0
 
 
@@ -61,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--path", required=True, help="folder (or file) holding the dataset")
     stats.add_argument("--on-unknown-item", default="error", choices=["error", "drop"],
                        help="what to do with sequence items the catalog lacks")
+    stats.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="reader option, e.g. the csv column mapping: --option user_col=uid")
     stats.set_defaults(func=_data_stats)
 
     for name, func, helptext in [
