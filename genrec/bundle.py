@@ -251,7 +251,7 @@ class Bundle:
                               f"{len(self.catalog)} catalog items")
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "Bundle":
+    def load(cls, directory: str | os.PathLike) -> Bundle:
         path = Path(directory).expanduser()
         if not path.is_dir():
             raise GenrecError(f"{path}: bundle directory not found (write one with `genrec bundle`)")
@@ -325,16 +325,20 @@ class Bundle:
                 self._fallback = PopularityScorer(self.popularity)
         return self._fallback
 
-    def generation_config(self, backend: str | None = None, **overrides: Any) -> dict:
-        """The generation settings with the bundle's model filled in (and any overrides)."""
-        cfg = dict(self.settings.generation)
+    def generation_config(self, backend: str | None = None, **overrides: Any):
+        """The bundle's :class:`GenerationConfig`: its model, the template's terminator as the
+        stop string, N_gen from the recommender settings, then ``overrides``."""
+        from genrec.generation import GenerationConfig
+
+        cfg = {"n": self.settings.recommender.n_gen, "stop": self.template.terminator}
+        cfg.update(self.settings.generation)
         cfg["model"] = self.model_path
         if self.adapter_path:
             cfg["adapter"] = self.adapter_path
         if backend:
             cfg["backend"] = backend
         cfg.update(overrides)
-        return cfg
+        return from_dict(GenerationConfig, cfg, f"{self.path / SETTINGS}: generation")
 
     def make_generator(self, backend: str | None = None, **overrides: Any):
         from genrec.generation import make_generator
@@ -342,11 +346,12 @@ class Bundle:
         return make_generator(self.generation_config(backend, **overrides))
 
     def recommender(self, generator: Any = None, backend: str | None = None,
-                    settings: RecommenderSettings | None = None, **gen_overrides: Any) -> Recommender:
+                    settings: RecommenderSettings | None = None, tokenizer: Any = None,
+                    **gen_overrides: Any) -> Recommender:
         """A :class:`Recommender` over this bundle (building the generator unless one is given)."""
         if generator is None:
             generator = self.make_generator(backend, **gen_overrides)
         rs = settings or self.settings.recommender
         return Recommender(self.catalog, self.index, self.template, generator, self.fallback_scorer,
                            settings=rs, fallback_path=self.fallback_path,
-                           popularity=self.popularity.astype(np.float64))
+                           tokenizer=tokenizer, popularity=self.popularity.astype(np.float64))

@@ -24,8 +24,9 @@ Example::
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -190,7 +191,9 @@ class Recommender:
 
     # -- steps ---------------------------------------------------------------------------
     def check_k(self, k: int | None) -> int:
-        k = self.settings.k if k is None else k
+        """An explicit k must fit the catalog; the default is cut to the catalog size."""
+        if k is None:
+            return max(1, min(self.settings.k, len(self.catalog)))
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise RequestError(f"must be an integer, got {k!r}", field="k")
         if k <= 0:
@@ -252,7 +255,7 @@ class Recommender:
         """QRR scores [B, N_items] for many users at once (SPEC §1)."""
         from genrec.grounding import qrr_batch
 
-        return np.asarray(qrr_batch(self.index, [list(s) for s in samples_per_user],
+        return np.asarray(qrr_batch([list(s) for s in samples_per_user], self.index,
                                     n_preds=self.settings.n_preds, eps=self.settings.eps))
 
     def ground(self, prepared: Prepared, samples: Sequence[Any],

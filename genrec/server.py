@@ -1,0 +1,440 @@
+"""The HTTP service: ``POST /recommend``, ``GET /health``, ``GET /metrics`` (Prometheus).
+
+FastAPI on uvicorn. Generation runs in **vLLM's async engine inside the server process**
+(``AsyncLLM``), not behind vLLM's OpenAI-compatible server, because:
+
+* the latency budget needs a real abort: with the engine in-process, a request that overruns
+  is aborted by id (``engine.abort``) the moment its budget expires, and the engine's
+  unfinished-request count is visible to ``/health`` and ``/metrics`` to prove it. Through the
+  OpenAI server, an abort is a dropped HTTP connection whose effect we cannot observe;
+* the scores QRR grounding needs (the summed token log-prob under the model's own
+  distribution) come straight from the engine's outputs, with no JSON round trip of
+  ``logprobs`` per token for N_gen samples;
+* one process, one port, one health check to deploy; the engine's continuous batching still
+  merges concurrent requests, which is what the OpenAI server would add.
+
+The OpenAI server would win if the engine had to scale apart from the API (several API
+replicas sharing one GPU engine); that is not this service's job.
+
+Without vLLM (or with ``backend: hf``), the transformers backend runs generation in a
+single-thread executor: requests queue there, and one past its budget is answered by the
+fallback; a transformers ``generate`` already running cannot be interrupted, so it finishes
+and its result is discarded (a queued one is cancelled before it starts).
+
+Every request is answered by the generative path or, saying why, by the fallback (the
+LLM-ESR model, or training popularity when the bundle has none). Bad input gets a 4xx whose
+``error`` names the problem, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.concurrency import run_in_threadpool
+
+from genrec.bundle import Bundle
+from genrec.errors import GenrecError
+from genrec.recommender import PATH_GENERATIVE, PATHS, Prepared, Recommendation, Recommender, RequestError
+
+log = logging.getLogger(__name__)
+
+MAX_BUDGET_MS = 600_000.0
+REQUEST_FIELDS = ("history", "k", "budget_ms", "exclude_history")
+
+
+# -- generation backends ---------------------------------------------------------------------
+class GenerationBackend(Protocol):
+    """One prompt → N samples, cancellable by request id; counts what it has in flight."""
+
+    name: str
+    tokenizer: Any
+
+    async def start(self) -> None: ...
+
+    async def sample(self, prompt: str, n: int, seed: int | None, request_id: str) -> list[Any]: ...
+
+    async def cancel(self, request_id: str) -> bool: ...
+
+    def unfinished(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+class VLLMBackend:
+    """vLLM's async engine in this process (genrec.generation's ``AsyncVLLMGenerator``)."""
+
+    name = "vllm"
+
+    def __init__(self, gen_config: Any) -> None:
+        self.gen_config = gen_config
+        self.engine: Any = None
+        self.tokenizer: Any = None
+        self.in_flight: set[str] = set()
+
+    async def start(self) -> None:
+        from genrec.generation.vllm_backend import AsyncVLLMGenerator
+
+        # Built inside the running event loop: AsyncLLM binds its output handler to it.
+        self.engine = AsyncVLLMGenerator(self.gen_config)
+        self.tokenizer = self.engine.tokenizer
+
+    async def sample(self, prompt: str, n: int, seed: int | None, request_id: str) -> list[Any]:
+        self.in_flight.add(request_id)
+        try:
+            samples = await self.engine.generate_one(prompt, request_id, n=n)
+        except asyncio.CancelledError:
+            raise  # past its budget: still ours to abort (cancel() clears it)
+        except BaseException:
+            self.in_flight.discard(request_id)
+            raise
+        self.in_flight.discard(request_id)
+        return samples
+
+    async def cancel(self, request_id: str) -> bool:
+        """Abort in the engine. Cancelling the awaiting task already aborts there; the explicit
+        call makes sure, and is a no-op for an id the engine no longer holds."""
+        was_running = request_id in self.in_flight
+        await self.engine.abort(request_id)
+        self.in_flight.discard(request_id)
+        return was_running
+
+    def unfinished(self) -> int:
+        return int(self.engine.num_unfinished()) if self.engine is not None else 0
+
+    async def close(self) -> None:
+        if self.engine is not None:
+            with contextlib.suppress(Exception):
+                self.engine.shutdown()
+
+
+class ThreadBackend:
+    """A blocking generator (transformers) in a single worker thread."""
+
+    name = "hf"
+
+    def __init__(self, gen_config: dict | None = None, generator: Any = None) -> None:
+        self.gen_config = gen_config
+        self.generator = generator
+        self.tokenizer: Any = getattr(generator, "tokenizer", None)
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="genrec-gen")
+        self.futures: dict[str, concurrent.futures.Future] = {}
+
+    async def start(self) -> None:
+        if self.generator is None:
+            from genrec.generation import make_generator
+
+            self.generator = await run_in_threadpool(make_generator, self.gen_config)
+        self.tokenizer = getattr(self.generator, "tokenizer", None)
+
+    async def sample(self, prompt: str, n: int, seed: int | None, request_id: str) -> list[Any]:
+        fut = self.pool.submit(self.generator.generate, [prompt], n, seed)
+        self.futures[request_id] = fut
+        # Shielded: a budget timeout must not silently drop the future; cancel() decides its fate.
+        result = await asyncio.shield(asyncio.wrap_future(fut))
+        self.futures.pop(request_id, None)
+        return result[0]
+
+    async def cancel(self, request_id: str) -> bool:
+        """Cancel a queued call (True); a running one cannot be stopped and is left to finish."""
+        fut = self.futures.get(request_id)
+        if fut is None:
+            return False
+        if fut.cancel():
+            self.futures.pop(request_id, None)
+            return True
+        fut.add_done_callback(lambda _f: self.futures.pop(request_id, None))
+        return False
+
+    def unfinished(self) -> int:
+        return sum(1 for f in list(self.futures.values()) if not f.done())
+
+    async def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def make_backend(bundle: Bundle, backend: str | None = None, generator: Any = None,
+                 **gen_overrides: Any) -> GenerationBackend:
+    if generator is not None:
+        return ThreadBackend(generator=generator)
+    cfg = bundle.generation_config(backend, **gen_overrides)
+    name = cfg.backend
+    if name == "auto":
+        from genrec.generation import vllm_available
+
+        name = "vllm" if vllm_available() else "hf"
+    if name == "vllm":
+        return VLLMBackend(cfg)
+    if name == "hf":
+        return ThreadBackend(cfg)
+    raise GenrecError(f"unknown generation backend {name!r} (auto | vllm | hf)")
+
+
+# -- metrics ---------------------------------------------------------------------------------
+class Metrics:
+    """Prometheus metrics in a registry of this app's own (several apps may share a process)."""
+
+    def __init__(self, backend: GenerationBackend) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("genrec_requests", "Requests by answering path and HTTP status",
+                                ["path", "status"], registry=self.registry)
+        self.latency = Histogram("genrec_request_latency_seconds", "Request latency by answering path", ["path"],
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+                                 registry=self.registry)
+        self.fallbacks = Counter("genrec_fallbacks", "Answers from the fallback, by reason", ["reason"],
+                                 registry=self.registry)
+        self.aborts = Counter("genrec_engine_aborts", "Generation requests aborted in the engine past their budget",
+                              registry=self.registry)
+        self.fallback_rate = Gauge("genrec_fallback_rate", "Share of answered requests the fallback answered",
+                                   registry=self.registry)
+        self.unfinished = Gauge("genrec_engine_unfinished_requests",
+                                "Requests the generation engine is running or holding", registry=self.registry)
+        self.unfinished.set_function(backend.unfinished)
+        self.answered = 0
+        self.answered_by_fallback = 0
+        self.abort_count = 0
+
+    def observe(self, path: str, status: int, seconds: float, reason: str | None = None) -> None:
+        self.requests.labels(path=path, status=str(status)).inc()
+        self.latency.labels(path=path).observe(seconds)
+        if path in PATHS:
+            self.answered += 1
+            if path != PATH_GENERATIVE:
+                self.answered_by_fallback += 1
+                self.fallbacks.labels(reason=reason_kind(reason)).inc()
+            self.fallback_rate.set(self.answered_by_fallback / self.answered)
+
+
+def reason_kind(reason: str | None) -> str:
+    """A short label for a fallback reason (metrics labels must have few values)."""
+    text = (reason or "").lower()
+    for key, kind in (("budget", "budget"), ("generation failed", "generation_error"),
+                      ("grounding failed", "grounding_error"), ("no usable", "no_usable_text"),
+                      ("matched no", "no_match"), ("no generator", "no_generator")):
+        if key in text:
+            return kind
+    return "other"
+
+
+# -- request parsing -------------------------------------------------------------------------
+class Problem(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+
+@dataclass
+class RecommendRequest:
+    history: list
+    k: int | None
+    budget_ms: float
+    exclude_history: bool | None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) anything over ``limit`` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise Problem(413, f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes")
+        except ValueError:
+            raise Problem(400, f"invalid Content-Length header {declared!r}") from None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_request(body: bytes, default_budget_ms: float) -> RecommendRequest:
+    if not body.strip():
+        raise Problem(400, "empty request body; send a JSON object like {\"history\": [...], \"k\": 10}")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Problem(400, f"request body is not valid UTF-8: byte 0x{body[e.start]:02x} at position {e.start}") \
+            from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise Problem(400, f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    if not isinstance(data, dict):
+        raise Problem(422, f"request body must be a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(REQUEST_FIELDS))
+    if unknown:
+        raise Problem(422, f"unknown field(s) {', '.join(unknown)}; known: {', '.join(REQUEST_FIELDS)}",
+                      field=unknown[0])
+    if "history" not in data:
+        raise Problem(422, "missing field: a list of item ids, oldest first", field="history")
+    history = data["history"]
+    if not isinstance(history, list):
+        raise Problem(422, f"must be a list of item ids, got {type(history).__name__}", field="history")
+    k = data.get("k")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int)):
+        raise Problem(422, f"must be an integer, got {k!r}", field="k")
+    budget = data.get("budget_ms", default_budget_ms)
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) \
+            or budget <= 0 or budget > MAX_BUDGET_MS:
+        raise Problem(422, f"must be a number of milliseconds in (0, {MAX_BUDGET_MS:.0f}], got {budget!r}",
+                      field="budget_ms")
+    excl = data.get("exclude_history")
+    if excl is not None and not isinstance(excl, bool):
+        raise Problem(422, f"must be true or false, got {excl!r}", field="exclude_history")
+    return RecommendRequest(history, k, float(budget), excl)
+
+
+def _problem_response(p: Problem) -> JSONResponse:
+    body = {"error": p.message}
+    if p.field:
+        body["field"] = p.field
+    return JSONResponse(body, status_code=p.status)
+
+
+# -- the app ---------------------------------------------------------------------------------
+class Service:
+    """What a running app holds: the bundle, the recommender, the generation backend, metrics."""
+
+    def __init__(self, bundle: Bundle, backend: GenerationBackend, max_body_bytes: int | None = None) -> None:
+        self.bundle = bundle
+        self.backend = backend
+        self.settings = bundle.settings
+        self.max_body_bytes = max_body_bytes or bundle.settings.server.max_body_bytes
+        self.metrics = Metrics(backend)
+        self.recommender: Recommender | None = None
+        self.ready = False
+
+    async def start(self) -> None:
+        await self.backend.start()
+        tokenizer = self.backend.tokenizer
+        if tokenizer is None:  # exact token counts for the prompt budget
+            from transformers import AutoTokenizer
+
+            tokenizer = await run_in_threadpool(AutoTokenizer.from_pretrained, self.bundle.model_path)
+        self.recommender = self.bundle.recommender(generator=_NoGenerator(), tokenizer=tokenizer)
+        _ = self.bundle.index, self.bundle.fallback_scorer  # load before the first request
+        self.ready = True
+
+    async def answer(self, prepared: Prepared, budget_ms: float, t0: float) -> Recommendation:
+        rec = self.recommender
+        assert rec is not None
+        remaining = budget_ms / 1000.0 - (time.perf_counter() - t0)
+        if remaining <= 0:
+            return await run_in_threadpool(rec.fallback, prepared, f"latency budget of {budget_ms:g} ms "
+                                                                    "used up before generation")
+        request_id = f"genrec-{uuid.uuid4().hex}"
+        try:
+            samples = await asyncio.wait_for(
+                self.backend.sample(prepared.prompt, rec.settings.n_gen, rec.settings.seed, request_id), remaining)
+        except TimeoutError:
+            aborted = await self.backend.cancel(request_id)
+            if aborted:
+                self.metrics.aborts.inc()
+                self.metrics.abort_count += 1
+            return await run_in_threadpool(
+                rec.fallback, prepared, f"latency budget of {budget_ms:g} ms exceeded; generation "
+                                        f"{'aborted' if aborted else 'abandoned'}")
+        except Exception as e:  # engine errors are answered by the fallback, not a 500
+            log.exception("generation failed")
+            with contextlib.suppress(Exception):
+                await self.backend.cancel(request_id)
+            return await run_in_threadpool(rec.fallback, prepared, f"generation failed: {type(e).__name__}: {e}")
+        return await run_in_threadpool(rec.ground, prepared, samples)
+
+
+class _NoGenerator:
+    """The server generates through its backend; the recommender only prepares and grounds."""
+
+    def generate(self, prompts: list[str], n: int, seed: int | None = None) -> list[list[Any]]:
+        raise GenrecError("the server generates through its async backend")
+
+
+def create_app(bundle: Bundle | str, backend: str | None = None, generator: Any = None,
+               max_body_bytes: int | None = None, **gen_overrides: Any) -> FastAPI:
+    """The ASGI app over a bundle. The generation engine starts with the app (lifespan).
+
+    ``backend``: ``vllm`` or ``hf`` (default: the bundle's setting); ``generator``: an already
+    built blocking generator (then run in a worker thread); ``gen_overrides`` change the
+    bundle's generation settings (e.g. ``max_new_tokens``).
+    """
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.load(bundle)
+    service = Service(bundle, make_backend(bundle, backend, generator, **gen_overrides), max_body_bytes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.backend.close()
+
+    app = FastAPI(title="genrec", summary="Generative recommendations with a fast fallback", lifespan=lifespan)
+    app.state.service = service
+
+    @app.post("/recommend")
+    async def recommend(request: Request) -> JSONResponse:
+        t0 = time.perf_counter()
+        try:
+            body = await read_body(request, service.max_body_bytes)
+            req = parse_request(body, service.settings.server.budget_ms)
+            if req.k is not None and req.k > service.settings.server.max_k:
+                raise Problem(422, f"must be at most {service.settings.server.max_k}, got {req.k}", field="k")
+            try:
+                prepared = service.recommender.prepare(req.history, req.k, req.exclude_history)
+            except RequestError as e:
+                raise Problem(422, str(e), field=e.field) from None
+        except Problem as p:
+            service.metrics.observe("error", p.status, time.perf_counter() - t0)
+            return _problem_response(p)
+        rec = await service.answer(prepared, req.budget_ms, t0)
+        latency = time.perf_counter() - t0
+        service.metrics.observe(rec.path, 200, latency, rec.reason)
+        return JSONResponse({"items": [it.to_dict() for it in rec.items], "path": rec.path,
+                             "unknown_ids": rec.unknown_ids, "reason": rec.reason,
+                             "latency_ms": round(latency * 1000.0, 3)})
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return JSONResponse({
+            "status": "ok" if service.ready else "starting",
+            "backend": service.backend.name, "model": bundle.model_path, "num_items": len(bundle.catalog),
+            "fallback": bundle.fallback_path,
+            "engine": {"unfinished": service.backend.unfinished(), "aborted": service.metrics.abort_count},
+            "answered": service.metrics.answered, "fallback_answers": service.metrics.answered_by_fallback,
+        })
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def serve(bundle_dir: str, host: str = "127.0.0.1", port: int = 8000, backend: str | None = None,
+          log_level: str = "info", **gen_overrides: Any) -> None:
+    """Load a bundle and serve it with uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(bundle_dir, backend=backend, **gen_overrides)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

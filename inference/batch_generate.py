@@ -1,0 +1,160 @@
+"""Batch generation: a JSONL file of users in, JSONL of samples and grounded lists out.
+
+    python inference/batch_generate.py --config inference/configs/batch_generate.yaml \
+        bundle=my-bundle users=users.jsonl output=out.jsonl
+
+Input lines: ``{"user": "u1", "history": ["item-a", "item-b", ...]}`` (oldest first).
+Output lines: ``{"user", "path", "reason", "unknown_ids", "items": [{item_id, title, score}],
+"samples": [{text, score}]}``; a user whose history cannot be answered (empty, no known
+item) gets ``{"user", "error"}`` instead, so a rerun does not retry it forever.
+
+Resumable after a kill: users already in the output are skipped, new lines are appended, and
+every batch is flushed and fsynced. A line cut short by the kill is removed before resuming.
+Sampling uses ``seed`` for every batch; with the transformers backend the output of a user
+is reproducible for the same batch composition.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from genrec.config import parse_args  # noqa: E402
+from genrec.errors import ConfigError, DataError  # noqa: E402
+from genrec.recommender import Recommendation, Recommender, RequestError  # noqa: E402
+
+
+@dataclass
+class BatchGenerateConfig:
+    bundle: str = ""  # bundle directory (genrec bundle)
+    users: str = ""  # input JSONL: {"user": ..., "history": [item ids]}
+    output: str = ""  # output JSONL (appended to; users already there are skipped)
+    batch_size: int = 8  # users per generation call
+    k: int | None = None  # list length (default: the bundle's)
+    exclude_history: bool | None = None  # default: the bundle's
+    seed: int | None = 0
+    backend: str | None = None  # vllm | hf (default: the bundle's)
+    n_gen: int | None = None  # override the bundle's N_gen
+    generation: dict = field(default_factory=dict)  # overrides of the bundle's generation settings
+    limit: int | None = None  # stop after this many users of the input (for trials)
+
+
+def read_users(path: str | Path) -> Iterator[tuple[str, list]]:
+    """(user, history ids) per line; a bad line is a DataError naming its line and field."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "users file not found")
+    seen: set[str] = set()
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(path, f"invalid JSON: {e.msg}", line=n) from None
+            if not isinstance(row, dict):
+                raise DataError(path, "expected a JSON object", line=n)
+            if "user" not in row:
+                raise DataError(path, "missing", line=n, field="user")
+            if not isinstance(row.get("history"), list):
+                raise DataError(path, "must be a list of item ids", line=n, field="history")
+            user = str(row["user"])
+            if user in seen:
+                raise DataError(path, f"user {user!r} appears twice", line=n, field="user")
+            seen.add(user)
+            yield user, row["history"]
+
+
+def users_done(output: str | Path) -> set[str]:
+    """Users already written; a last line cut short by a kill is truncated away first."""
+    path = Path(output)
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1  # everything after the last newline is a partial line
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+        data = data[:end]
+    done = set()
+    for n, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            done.add(str(json.loads(line)["user"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise DataError(path, "not a batch_generate output line (delete the file to start over)",
+                            line=n) from None
+    return done
+
+
+def record(user: str, rec: Recommendation | RequestError) -> dict[str, Any]:
+    if isinstance(rec, RequestError):
+        return {"user": user, "error": str(rec)}
+    return {"user": user, "path": rec.path, "reason": rec.reason, "unknown_ids": rec.unknown_ids,
+            "items": [it.to_dict() for it in rec.items],
+            "samples": [{"text": s.text, "score": float(s.score)} for s in rec.samples]}
+
+
+def run_batch_generation(cfg: BatchGenerateConfig, recommender: Recommender | None = None) -> dict[str, int]:
+    """Answer every user of ``cfg.users`` not yet in ``cfg.output``; returns counts."""
+    for name in ("users", "output"):
+        if not getattr(cfg, name):
+            raise ConfigError(f"batch_generate: `{name}` is required")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_generate: batch_size must be at least 1, got {cfg.batch_size}")
+    users = list(read_users(cfg.users))
+    if cfg.limit is not None:
+        users = users[: cfg.limit]
+    done = users_done(cfg.output)
+    todo = [(u, h) for u, h in users if u not in done]
+    counts = {"users": len(users), "skipped": len(users) - len(todo), "written": 0, "errors": 0}
+    if not todo:
+        return counts
+    if recommender is None:
+        if not cfg.bundle:
+            raise ConfigError("batch_generate: `bundle` is required")
+        import dataclasses
+
+        from genrec.bundle import Bundle
+
+        bundle = Bundle.load(cfg.bundle)
+        settings = bundle.settings.recommender
+        if cfg.n_gen is not None:
+            settings = dataclasses.replace(settings, n_gen=cfg.n_gen)
+        recommender = bundle.recommender(backend=cfg.backend, settings=settings, **cfg.generation)
+    Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
+    with open(cfg.output, "a", encoding="utf-8") as out, \
+            tqdm(total=len(users), initial=counts["skipped"], unit="user", desc="batch generate") as bar:
+        for start in range(0, len(todo), cfg.batch_size):
+            batch = todo[start:start + cfg.batch_size]
+            recs = recommender.recommend_many([h for _, h in batch], k=cfg.k, exclude_history=cfg.exclude_history,
+                                              seed=cfg.seed, errors="return")
+            for (user, _), rec in zip(batch, recs):
+                out.write(json.dumps(record(user, rec), ensure_ascii=False) + "\n")
+                counts["errors" if isinstance(rec, RequestError) else "written"] += 1
+            out.flush()
+            os.fsync(out.fileno())
+            bar.update(len(batch))
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(BatchGenerateConfig, argv, description=__doc__.splitlines()[0])
+    counts = run_batch_generation(cfg)
+    print(json.dumps(counts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
