@@ -1,12 +1,15 @@
 """Quasi-round-robin BM25 grounding (SPEC.md §1): generated item texts → a full catalog ranking.
 
-Engine: bm25s builds the index. It stores BM25 weights as a sparse term × item matrix, so a
-query is a sparse row and scoring many queries (all samples of many users) is one sparse
-matrix product — orders of magnitude faster than rank-bm25's per-query Python loop over
-items, and it is actively maintained. rank-bm25 stays as the reference the tests check
-against (BM25Okapi with epsilon=0: bm25s ``method="atire"`` gives the (k1+1)·tf/(tf+K) term
-part and ``idf_method="robertson"`` the log((N-n+.5)/(n+.5)) idf floored at 0, the same
-formula).
+Engine: bm25s builds the index. It stores the BM25 weight of every (term, item) pair as a
+sparse term × item matrix, so scoring a query is a sparse row times that matrix, and scoring
+all samples of many users is ONE sparse matrix product — two to three orders of magnitude
+faster than rank-bm25, which loops in Python over the items for every query term; bm25s is
+also actively maintained. rank-bm25 stays as the reference the tests check against.
+
+The formula is rank-bm25's ``BM25Okapi`` with ``epsilon=0``: bm25s ``method="atire"`` gives
+the term part (k1+1)·tf / (tf + k1·(1 - b + b·|d|/avgdl)) and ``idf_method="robertson"`` the idf
+log((N - n + 0.5) / (n + 0.5)) floored at 0 — exactly what BM25Okapi does to negative idfs when
+epsilon is 0. Both engines see the same tokens (:func:`tokenize`).
 """
 
 from __future__ import annotations
@@ -14,30 +17,40 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
+from genrec.errors import GenrecError
 from genrec.generation.base import Sample
 
+FORMAT_VERSION = 1
 _WORD = re.compile(r"[a-z0-9]+")
-_STOPWORDS = frozenset(
+STOPWORDS = frozenset(
     "a an and are as at be but by for from has have in is it its of on or that the this to was were will "
     "with".split())
 
 
 def tokenize(text: str, stopwords: bool = True) -> list[str]:
-    """Lowercased alphanumeric words, optionally without English stopwords (shared by both engines)."""
+    """Lowercased alphanumeric words, optionally without English stopwords (shared by both engines).
+
+    Template words (``Title:``, ``Brand:`` ...) are kept: they occur in every item, so their idf
+    is 0 and they cannot change a score.
+    """
     words = _WORD.findall(text.lower())
-    return [w for w in words if w not in _STOPWORDS] if stopwords else words
+    return [w for w in words if w not in STOPWORDS] if stopwords else words
 
 
 @dataclass
 class BM25Index:
-    """BM25 weights of every catalog item, as a CSR matrix [vocabulary, items]."""
+    """BM25 weights of every catalog item, as a CSR matrix [vocabulary, items].
+
+    Built once over the catalog item texts (``build``), saved with the bundle (``save``) and
+    loaded by the API and the server (``load``). Zero weights (terms with idf 0) are not stored.
+    """
 
     weights: sp.csr_matrix
     vocab: dict[str, int]
@@ -51,63 +64,92 @@ class BM25Index:
 
     @classmethod
     def build(cls, texts: Sequence[str], k1: float = 1.5, b: float = 0.75, stopwords: bool = True,
-              show_progress: bool = False) -> "BM25Index":
+              show_progress: bool = False) -> BM25Index:
+        """Index the item texts (one per catalog index, in catalog order)."""
         import bm25s
 
-        corpus = [tokenize(t, stopwords) or [""] for t in texts]
+        if len(texts) == 0:
+            raise GenrecError("cannot build a BM25 index over an empty catalog")
+        vocab: dict[str, int] = {}
+        corpus_ids = [[vocab.setdefault(tok, len(vocab)) for tok in tokenize(t, stopwords)] for t in texts]
+        if not vocab:
+            raise GenrecError("no item text has a single word: nothing to index")
         engine = bm25s.BM25(k1=k1, b=b, method="atire", idf_method="robertson")
-        engine.index(corpus, show_progress=show_progress)
+        engine.index((corpus_ids, vocab), create_empty_token=False, show_progress=show_progress)
         s = engine.scores
         weights = sp.csr_matrix((s["data"], s["indices"], s["indptr"]),
                                 shape=(len(s["indptr"]) - 1, s["num_docs"]), dtype=np.float32)
-        vocab = {tok: int(i) for tok, i in engine.vocab_dict.items() if tok != ""}
+        if weights.shape != (len(vocab), len(texts)):  # bm25s changed how it lays out its matrix
+            raise GenrecError(f"bm25s returned a {weights.shape} matrix for {len(vocab)} terms × "
+                              f"{len(texts)} items")
+        weights.eliminate_zeros()
         return cls(weights, vocab, k1, b, stopwords)
 
     def save(self, directory: str | Path) -> None:
+        """``weights.npz`` + ``bm25.json`` (parameters and vocabulary), each written atomically."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         sp.save_npz(d / "weights.tmp.npz", self.weights)
         (d / "weights.tmp.npz").replace(d / "weights.npz")
-        meta = {"k1": self.k1, "b": self.b, "stopwords": self.stopwords, "vocab": self.vocab}
-        (d / "bm25.json.tmp").write_text(json.dumps(meta))
+        meta = {"format": FORMAT_VERSION, "k1": self.k1, "b": self.b, "stopwords": self.stopwords,
+                "num_items": self.num_items, "vocab": self.vocab}
+        (d / "bm25.json.tmp").write_text(json.dumps(meta), encoding="utf-8")
         (d / "bm25.json.tmp").replace(d / "bm25.json")
 
     @classmethod
-    def load(cls, directory: str | Path) -> "BM25Index":
-        from genrec.errors import GenrecError
-
+    def load(cls, directory: str | Path) -> BM25Index:
         d = Path(directory)
         if not (d / "weights.npz").exists() or not (d / "bm25.json").exists():
             raise GenrecError(f"{d}: not a BM25 index folder (weights.npz / bm25.json missing)")
-        meta = json.loads((d / "bm25.json").read_text())
-        return cls(sp.load_npz(d / "weights.npz").tocsr(), meta["vocab"], meta["k1"], meta["b"], meta["stopwords"])
+        try:
+            meta = json.loads((d / "bm25.json").read_text(encoding="utf-8"))
+            weights = sp.load_npz(d / "weights.npz").tocsr()
+            index = cls(weights, meta["vocab"], meta["k1"], meta["b"], meta["stopwords"])
+        except (OSError, ValueError, KeyError) as e:
+            raise GenrecError(f"{d}: unreadable BM25 index: {type(e).__name__}: {e}") from None
+        if weights.shape[0] != len(index.vocab) or weights.shape[1] != meta.get("num_items", weights.shape[1]):
+            raise GenrecError(f"{d}: weights.npz {weights.shape} does not match bm25.json "
+                              f"({len(index.vocab)} terms, {meta.get('num_items')} items)")
+        return index
 
     def query_matrix(self, queries: Sequence[str]) -> sp.csr_matrix:
-        """Term counts of each query [Q, vocabulary]; unknown words are ignored."""
-        rows, cols = [], []
-        for r, q in enumerate(queries):
-            for tok in tokenize(q, self.stopwords):
-                j = self.vocab.get(tok)
-                if j is not None:
-                    rows.append(r)
-                    cols.append(j)
-        data = np.ones(len(rows), dtype=np.float32)
-        return sp.csr_matrix((data, (rows, cols)), shape=(len(queries), self.weights.shape[0]))
+        """Term counts of each query [Q, vocabulary] (a repeated word counts twice, as in
+        rank-bm25); words the catalog never uses are ignored."""
+        vocab = self.vocab
+        indptr = [0]
+        cols: list[int] = []
+        for q in queries:
+            cols.extend(j for j in map(vocab.get, tokenize(q, self.stopwords)) if j is not None)
+            indptr.append(len(cols))
+        m = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), np.asarray(cols, dtype=np.int32),
+                           np.asarray(indptr, dtype=np.int64)), shape=(len(queries), self.weights.shape[0]))
+        m.sum_duplicates()
+        return m
 
     def score_matrix(self, queries: Sequence[str]) -> sp.csr_matrix:
-        """BM25 score of every (query, item) pair as a sparse [Q, items] matrix."""
+        """BM25 score of every (query, item) pair as a sparse [Q, items] matrix: one sparse
+        product of the query term counts with the term × item weights."""
         return (self.query_matrix(queries) @ self.weights).tocsr()
 
     def scores(self, query: str) -> np.ndarray:
+        """Dense BM25 scores of one query against every item."""
         return self.score_matrix([query]).toarray()[0]
 
 
+def _text_key(text: str) -> str:
+    return " ".join(text.split())
+
+
 def select_samples(samples: Sequence[Sample], n_preds: int) -> list[Sample]:
-    """Step 1 of QRR: by score descending (stable), duplicates of a text dropped, the top n_preds."""
+    """Step 1 of QRR: by s descending (stable), duplicate texts dropped, the top ``n_preds``.
+
+    Texts are compared with whitespace normalised, and an empty text is not a prediction
+    (it would only fill a slot with an all-zero column) **(ours)**.
+    """
     seen: set[str] = set()
     kept = []
     for s in sorted(samples, key=lambda s: -s.score):
-        key = s.text.strip()
+        key = _text_key(s.text)
         if not key or key in seen:
             continue
         seen.add(key)
@@ -118,20 +160,29 @@ def select_samples(samples: Sequence[Sample], n_preds: int) -> list[Sample]:
 
 
 def _minmax_rows(m: sp.csr_matrix) -> sp.csr_matrix:
-    """Scale each row to [0, 1] over ALL items (implicit zeros included); constant rows → 0."""
+    """Scale each row to [0, 1] over ALL items (the implicit zeros included); a constant row
+    becomes all zeros. Vectorised over rows: no Python loop over rows or items."""
     m = m.tocsr(copy=True)
-    n = m.shape[1]
-    for r in range(m.shape[0]):
-        lo_, hi_ = m.indptr[r], m.indptr[r + 1]
-        vals = m.data[lo_:hi_]
-        if len(vals) == 0:
-            continue
-        lo = float(vals.min()) if hi_ - lo_ == n else min(0.0, float(vals.min()))
-        hi = max(float(vals.max()), 0.0)
-        if hi - lo <= 0:
-            m.data[lo_:hi_] = 0.0
-        else:
-            m.data[lo_:hi_] = (vals - lo) / (hi - lo)
+    m.sum_duplicates()
+    nnz = np.diff(m.indptr)
+    rows = np.flatnonzero(nnz)
+    if len(rows) == 0:
+        return m
+    starts = m.indptr[rows]
+    hi = np.maximum.reduceat(m.data, starts)
+    lo = np.minimum.reduceat(m.data, starts)
+    full = nnz[rows] == m.shape[1]
+    lo = np.where(full, lo, np.minimum(lo, 0))  # an item the query misses scores 0
+    hi = np.where(full, hi, np.maximum(hi, 0))
+    span = hi - lo
+    ok = span > 0
+    scale = np.where(ok, 1.0 / np.where(ok, span, 1), 0.0)
+    per_row_scale = np.zeros(m.shape[0])
+    per_row_lo = np.zeros(m.shape[0])
+    per_row_scale[rows] = scale
+    per_row_lo[rows] = lo
+    row_of = np.repeat(np.arange(m.shape[0]), nnz)
+    m.data = ((m.data - per_row_lo[row_of]) * per_row_scale[row_of]).astype(m.data.dtype)
     m.eliminate_zeros()
     return m
 
@@ -140,45 +191,51 @@ def qrr_batch(samples_per_user: Sequence[Sequence[Sample]], index: BM25Index, n_
               eps: float = 0.01) -> np.ndarray:
     """QRR scores [users, items] for many users with one sparse product over all their samples.
 
-    Per user: select samples (:func:`select_samples`), BM25-score each against every item,
-    min-max scale each sample's column, multiply it by exp(eps · s), and max-pool. Items
-    no sample matches score 0 (ties), so a user whose samples match nothing still gets a
-    full — all-tied — ranking.
+    Per user (SPEC §1): select samples (:func:`select_samples`), BM25-score each against every
+    item, min-max scale each sample's column, multiply it by exp(eps · s), and max-pool. Items
+    no sample matches score 0 (ties), so a user whose samples match nothing still gets a full —
+    all-tied — ranking, never an exception.
     """
     kept = [select_samples(s, n_preds) for s in samples_per_user]
-    texts = [s.text for ks in kept for s in ks]
-    factors = np.array([math.exp(eps * s.score) for ks in kept for s in ks], dtype=np.float32)
     out = np.zeros((len(kept), index.num_items), dtype=np.float32)
+    texts = [s.text for ks in kept for s in ks]
     if not texts:
         return out
+    factors = np.array([math.exp(eps * s.score) for ks in kept for s in ks], dtype=np.float64)
     scaled = _minmax_rows(index.score_matrix(texts))
-    scaled = sp.diags(factors) @ scaled
-    scaled = scaled.tocsr()
-    start = 0
-    for u, ks in enumerate(kept):
-        if ks:
-            block = scaled[start:start + len(ks)]
-            if block.nnz:
-                out[u] = block.max(axis=0).toarray().ravel()
-            start += len(ks)
+    row_user = np.repeat(np.arange(len(kept)), [len(ks) for ks in kept])
+    data, indices, indptr = scaled.data, scaled.indices, scaled.indptr
+    # max-pool, one vectorised step per SAMPLE (never per item): within a CSR row every item
+    # appears once, so the fancy-indexed maximum is exact; faster than np.maximum.at.
+    for r in range(scaled.shape[0]):
+        a, b = indptr[r], indptr[r + 1]
+        if a == b:
+            continue
+        row, cols = out[row_user[r]], indices[a:b]
+        row[cols] = np.maximum(row[cols], data[a:b] * np.float32(factors[r]))
     return out
 
 
 def qrr_scores(samples: Sequence[Sample], index: BM25Index, n_preds: int = 10, eps: float = 0.01) -> np.ndarray:
-    """QRR scores over the catalog for one user's samples."""
+    """QRR scores over the catalog [items] for one user's samples."""
     return qrr_batch([samples], index, n_preds, eps)[0]
 
 
 def top_k(scores: np.ndarray, k: int, exclude: Sequence[int] | None = None) -> list[tuple[int, float]]:
-    """The k best (index, score) pairs by partial selection; ties broken by lower index."""
-    scores = np.asarray(scores, dtype=np.float64).copy()
+    """The k best (index, score) pairs by partial selection (argpartition), best first; ties
+    broken by the lower index so the answer is deterministic. Excluded indices never appear,
+    so fewer than k pairs come back only when fewer than k items remain."""
+    scores = np.asarray(scores, dtype=np.float64)
     if exclude is not None and len(exclude):
+        scores = scores.copy()
         scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
     n = len(scores)
     k = min(k, n)
     if k <= 0:
         return []
-    kth = np.partition(scores, n - k)[n - k]
+    part = np.argpartition(-scores, k - 1)[:k]
+    kth = scores[part].min()
+    # argpartition picks arbitrary members of a tie at the boundary: take the lowest indices
     above = np.flatnonzero(scores > kth)
     tied = np.flatnonzero(scores == kth)[: k - len(above)]
     cand = np.concatenate([above, tied])
