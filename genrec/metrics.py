@@ -1,59 +1,105 @@
 """Full-catalog ranking metrics with optimistic and pessimistic tie handling (SPEC.md §1).
 
 QRR grounding leaves many items with equal scores (often 0), so the rank of the target is
-reported both ways: optimistic = 1 + #{strictly higher}; pessimistic = #{higher or equal},
-the target counted. Without a tie the two agree.
+reported both ways: optimistic = 1 + #{items scored strictly higher}; pessimistic =
+#{items scored higher or equal}, the target counted. Without a tie the two agree.
+
+Conventions (fixed here so every report means the same thing):
+
+* NaN scores count as -inf: a backend that failed to score an item ranks it last, never first.
+* Masking (``exclude``, usually the user's history) sets those items to -inf before ranking,
+  **except the target itself**: if the target also occurs in the history it stays rankable,
+  so a repeat purchase can still be a hit. Masked items tie with a target scored -inf.
+* Ranks are 1-based ints; NDCG@K = 1/log2(rank+1) if rank <= K else 0; Recall@K = [rank <= K];
+  MRR = 1/rank.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 DEFAULT_KS = (1, 10)
+METRIC_ORDER = ("ndcg@10", "recall@1", "recall@10", "mrr")
+GROUPS = ("overall", "head_users", "tail_users", "head_items", "tail_items")
+
+
+def _exclusions(exclude: Sequence[Sequence[int]], targets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the items to mask, each (row, col) once, the row's target left out."""
+    lengths = np.fromiter((len(h) for h in exclude), dtype=np.int64, count=len(exclude))
+    if not lengths.sum():
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    cols = np.concatenate([np.asarray(h, dtype=np.int64).reshape(-1) for h in exclude if len(h)])
+    rows = np.repeat(np.arange(len(exclude), dtype=np.int64), lengths)
+    if cols.min() < 0 or cols.max() >= n:
+        bad = int(rows[(cols < 0) | (cols >= n)][0])
+        raise ValueError(f"exclude[{bad}] holds an item index out of range [0, {n})")
+    keys = np.unique(rows * n + cols)  # a history may repeat an item: mask it once
+    rows, cols = keys // n, keys % n
+    keep = cols != targets[rows]
+    return rows[keep], cols[keep]
 
 
 def ranks(scores: np.ndarray, targets: np.ndarray, exclude: Sequence[Sequence[int]] | None = None,
           chunk_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Optimistic and pessimistic 1-based ranks of each row's target.
+    """Optimistic and pessimistic 1-based ranks of each row's target, as int64 arrays [B].
 
-    ``exclude`` (e.g. the user's history) is set to -inf before ranking, except the target
-    itself, which always stays rankable. NaN scores count as -inf. Rows are processed in
-    chunks so memory stays bounded for large batches.
+    ``scores`` is [B, N] over the whole catalog (any float dtype; read-only views such as
+    ``np.broadcast_to`` are fine, nothing is copied whole); ``targets`` [B] item indices;
+    ``exclude[b]`` the item indices to mask for row b (or None). Rows are processed
+    ``chunk_size`` at a time, so extra memory is O(chunk_size * N) booleans. Masking is applied
+    as a correction of the counts (the masked items' own comparisons are subtracted) rather
+    than by writing -inf into a copy, which keeps 10k x 10k at about a second.
     """
     scores = np.asarray(scores)
-    targets = np.asarray(targets, dtype=np.int64)
+    targets = np.asarray(targets, dtype=np.int64).reshape(-1)
     if scores.ndim != 2 or scores.shape[0] != targets.shape[0]:
         raise ValueError(f"scores must be [B, N] with B = len(targets); got {scores.shape} and {targets.shape}")
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)
     b, n = scores.shape
     if b and (targets.min() < 0 or targets.max() >= n):
         raise ValueError(f"target index out of range [0, {n})")
+    if exclude is not None and len(exclude) != b:
+        raise ValueError(f"exclude must have one entry per row: {len(exclude)} != {b}")
     opt = np.empty(b, dtype=np.int64)
     pes = np.empty(b, dtype=np.int64)
-    for start in range(0, b, chunk_size):
-        stop = min(start + chunk_size, b)
-        block = np.array(scores[start:stop], dtype=np.float64)
-        block[np.isnan(block)] = -np.inf
-        rows = np.arange(stop - start)
+    for start in range(0, b, max(int(chunk_size), 1)):
+        stop = min(start + max(int(chunk_size), 1), b)
+        block = scores[start:stop]
+        local = np.arange(stop - start)
         t = targets[start:stop]
-        target_scores = block[rows, t].copy()
+        ts = block[local, t].astype(block.dtype)
+        ts[np.isnan(ts)] = -np.inf
+        col = ts[:, None]
+        higher = np.count_nonzero(block > col, axis=1)
+        equal = np.count_nonzero(block == col, axis=1)  # the target counts itself (it is not NaN any more)
+        low = np.isneginf(ts)
+        if low.any():  # a target at -inf also ties with the NaN items (they count as -inf)
+            equal[low] += np.count_nonzero(np.isnan(block[low]), axis=1)  # a NaN target included
         if exclude is not None:
-            for r, hist in enumerate(exclude[start:stop]):
-                if len(hist):
-                    block[r, np.asarray(hist, dtype=np.int64)] = -np.inf
-            block[rows, t] = target_scores  # the target is never masked, even if in the history
-        higher = (block > target_scores[:, None]).sum(axis=1)
-        equal = (block == target_scores[:, None]).sum(axis=1)
+            rows, cols = _exclusions(exclude[start:stop], t, n)
+            if len(rows):
+                vals = block[rows, cols]
+                vals = np.where(np.isnan(vals), -np.inf, vals)
+                higher -= np.bincount(rows, weights=vals > ts[rows], minlength=len(t)).astype(np.int64)
+                # A masked item becomes -inf: it leaves the tie if it was tied, or joins one at -inf.
+                was_equal = vals == ts[rows]
+                now_equal = np.isneginf(ts[rows])
+                equal += np.bincount(rows, weights=now_equal.astype(np.int64) - was_equal,
+                                     minlength=len(t)).astype(np.int64)
         opt[start:stop] = 1 + higher
         pes[start:stop] = higher + equal
     return opt, pes
 
 
 def per_user_metrics(rank: np.ndarray, ks: Sequence[int] = DEFAULT_KS, ndcg_k: int = 10) -> dict[str, np.ndarray]:
-    """NDCG@ndcg_k, Recall@K for each K, and reciprocal rank, one value per user."""
+    """NDCG@ndcg_k, Recall@K for each K, and reciprocal rank, one float per user."""
     rank = np.asarray(rank, dtype=np.float64)
+    if rank.size and rank.min() < 1:
+        raise ValueError("ranks are 1-based; got a rank < 1")
     out = {f"ndcg@{ndcg_k}": np.where(rank <= ndcg_k, 1.0 / np.log2(rank + 1.0), 0.0)}
     for k in ks:
         out[f"recall@{k}"] = (rank <= k).astype(np.float64)
@@ -61,9 +107,9 @@ def per_user_metrics(rank: np.ndarray, ks: Sequence[int] = DEFAULT_KS, ndcg_k: i
     return out
 
 
-def metrics_from_ranks(rank: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
-    """Means of :func:`per_user_metrics` (0.0 for no users)."""
-    per = per_user_metrics(rank, ks)
+def metrics_from_ranks(rank: np.ndarray, ks: Sequence[int] = DEFAULT_KS, ndcg_k: int = 10) -> dict[str, float]:
+    """Means of :func:`per_user_metrics`: ``ndcg@10``, ``recall@K`` per K, ``mrr`` (0.0 for no users)."""
+    per = per_user_metrics(rank, ks, ndcg_k)
     return {k: (float(v.mean()) if len(v) else 0.0) for k, v in per.items()}
 
 
@@ -81,27 +127,36 @@ def _summary(opt: np.ndarray, pes: np.ndarray, ks: Sequence[int]) -> dict:
 
 def evaluate_ranking(opt: np.ndarray, pes: np.ndarray, users: Sequence[str], targets: Sequence[int],
                      head_users: set[str], head_items: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict:
-    """Metrics overall and for head/tail users and head/tail items (the test target's group)."""
+    """Metrics overall and for head/tail users and head/tail items.
+
+    Returns ``{group: {"n": count, "opt": {metric: mean}, "pes": {...}, "opt_ci95": {...},
+    "pes_ci95": {...}}}`` for the groups in :data:`GROUPS`. A user is head if in ``head_users``;
+    an example's item group is that of its test target (``head_items[target]``). The groups
+    themselves come from :mod:`genrec.data.groups` (training data only, SPEC.md §2 tie rule).
+    """
     opt = np.asarray(opt)
     pes = np.asarray(pes)
-    is_head_user = np.array([u in head_users for u in users], dtype=bool)
-    is_head_item = np.asarray(head_items, dtype=bool)[np.asarray(targets, dtype=np.int64)] if len(targets) \
-        else np.zeros(0, dtype=bool)
-    groups = {
+    targets = np.asarray(targets, dtype=np.int64).reshape(-1)
+    if not len(opt) == len(pes) == len(users) == len(targets):
+        raise ValueError(f"opt, pes, users and targets differ in length: "
+                         f"{len(opt)}, {len(pes)}, {len(users)}, {len(targets)}")
+    head_items = np.asarray(head_items, dtype=bool)
+    if len(targets) and targets.max() >= len(head_items):
+        raise ValueError(f"a target index is beyond head_items (length {len(head_items)})")
+    is_head_user = np.fromiter((u in head_users for u in users), dtype=bool, count=len(users))
+    is_head_item = head_items[targets] if len(targets) else np.zeros(0, dtype=bool)
+    masks = {
         "overall": np.ones(len(opt), dtype=bool),
         "head_users": is_head_user,
         "tail_users": ~is_head_user,
         "head_items": is_head_item,
         "tail_items": ~is_head_item,
     }
-    return {g: _summary(opt[m], pes[m], ks) for g, m in groups.items()}
+    return {g: _summary(opt[m], pes[m], ks) for g, m in masks.items()}
 
 
-METRIC_ORDER = ("ndcg@10", "recall@1", "recall@10", "mrr")
-
-
-def format_table(reports: dict[str, dict], group: str = "overall") -> str:
-    """A Markdown table: one row per method, opt/pes per metric, for one group."""
+def format_table(reports: Mapping[str, dict], group: str = "overall") -> str:
+    """A Markdown table comparing methods: one row per method, opt / pes per metric, for one group."""
     header = "| method | n | " + " | ".join(f"{m} (opt/pes)" for m in METRIC_ORDER) + " |"
     lines = [header, "|" + "---|" * (2 + len(METRIC_ORDER))]
     for method, report in reports.items():
@@ -111,12 +166,26 @@ def format_table(reports: dict[str, dict], group: str = "overall") -> str:
     return "\n".join(lines)
 
 
-def format_group_table(reports: dict[str, dict], metric: str = "ndcg@10") -> str:
+def format_report(report: dict, metrics: Sequence[str] | None = None) -> str:
+    """A Markdown table of ONE report: a row per metric, an opt and a pes column per group.
+
+    The header row carries each group's count, e.g. ``head_users (n=200) opt``.
+    """
+    groups = [g for g in GROUPS if g in report]
+    metrics = list(metrics) if metrics else [m for m in report[groups[0]]["opt"]]
+    lines = ["| metric | " + " | ".join(f"{g} (n={report[g]['n']}) {side}" for g in groups for side in ("opt", "pes"))
+             + " |", "|" + "---|" * (1 + 2 * len(groups))]
+    for m in metrics:
+        cells = [f"{report[g][side].get(m, float('nan')):.4f}" for g in groups for side in ("opt", "pes")]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_group_table(reports: Mapping[str, dict], metric: str = "ndcg@10") -> str:
     """A Markdown table of one metric (opt/pes) by user and item group, one row per method."""
-    groups = ("overall", "head_users", "tail_users", "head_items", "tail_items")
-    lines = ["| method | " + " | ".join(f"{g} {metric}" for g in groups) + " |", "|" + "---|" * (1 + len(groups))]
+    lines = ["| method | " + " | ".join(f"{g} {metric}" for g in GROUPS) + " |", "|" + "---|" * (1 + len(GROUPS))]
     for method, report in reports.items():
         cells = [f"{report[g]['opt'][metric]:.4f} / {report[g]['pes'][metric]:.4f} (n={report[g]['n']})"
-                 for g in groups]
+                 for g in GROUPS]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Ranking metrics on hand-computed cases with ties."""
+"""Ranking metrics on hand-computed cases with ties, masking and groups."""
 
 from __future__ import annotations
 
@@ -7,12 +7,20 @@ import math
 import numpy as np
 import pytest
 
-from genrec.metrics import evaluate_ranking, format_table, metrics_from_ranks, per_user_metrics, ranks
+from genrec.metrics import (
+    evaluate_ranking,
+    format_group_table,
+    format_report,
+    format_table,
+    metrics_from_ranks,
+    per_user_metrics,
+    ranks,
+)
 
 
 def test_all_scores_equal():
-    opt, pes = ranks(np.zeros((1, 5)), np.array([3]))
-    assert (opt[0], pes[0]) == (1, 5)
+    opt, pes = ranks(np.zeros((2, 5)), np.array([3, 0]))
+    assert opt.tolist() == [1, 1] and pes.tolist() == [5, 5]
 
 
 def test_target_tied_with_others():
@@ -21,10 +29,11 @@ def test_target_tied_with_others():
     assert (opt[0], pes[0]) == (2, 4)
 
 
-def test_unique_target_opt_equals_pes():
-    scores = np.array([[0.9, 0.7, 0.5, 0.3]])
-    opt, pes = ranks(scores, np.array([2]))
-    assert opt[0] == pes[0] == 3
+def test_unique_target_opt_equals_pes_only_without_tie():
+    scores = np.array([[0.9, 0.7, 0.5, 0.3], [0.9, 0.5, 0.5, 0.3]])
+    opt, pes = ranks(scores, np.array([2, 2]))
+    assert opt[0] == pes[0] == 3  # no tie: one number
+    assert (opt[1], pes[1]) == (2, 3)  # tie with item 1: they differ
 
 
 def test_masking_history_but_never_target():
@@ -32,36 +41,130 @@ def test_masking_history_but_never_target():
     opt, pes = ranks(scores, np.array([2, 0]), exclude=[[0, 1], [0, 1]])
     assert (opt[0], pes[0]) == (1, 2)  # items 0 and 1 masked; item 3 still ties
     assert (opt[1], pes[1]) == (1, 1)  # target 0 is in the history but stays rankable
+    # Unmasked, the same rows rank lower.
+    opt, pes = ranks(scores, np.array([2, 0]))
+    assert opt.tolist() == [3, 1] and pes.tolist() == [4, 1]
 
 
-def test_nan_scores_rank_last():
+def test_masking_a_tied_item_and_repeated_history():
+    scores = np.array([[0.2, 0.5, 0.5, 0.5, 0.7]])
+    opt, pes = ranks(scores, np.array([1]), exclude=[(2, 2, 4, 2)])  # repeats are masked once
+    assert (opt[0], pes[0]) == (1, 2)  # 4 (higher) and 2 (tied) gone, 3 still tied
+
+
+def test_zero_target_with_mostly_zero_scores():
+    """The QRR case: most items score exactly 0, like the target."""
+    scores = np.zeros((1, 1000))
+    scores[0, [5, 6, 7]] = [1.0, 0.5, 0.25]
+    opt, pes = ranks(scores, np.array([500]), exclude=[[6, 10, 11]])
+    assert (opt[0], pes[0]) == (3, 1000 - 3 - 2 + 2)  # 5 and 7 above; 10, 11 leave the tie
+
+
+def test_nan_scores_count_as_minus_inf():
     opt, pes = ranks(np.array([[np.nan, 0.2, 0.1]]), np.array([2]))
     assert (opt[0], pes[0]) == (2, 2)
+    # A NaN target ties with the other NaN and -inf items, below every real score.
+    opt, pes = ranks(np.array([[np.nan, 0.2, np.nan, -np.inf]]), np.array([2]))
+    assert (opt[0], pes[0]) == (2, 4)
+    # A target at -inf ties with masked items.
+    opt, pes = ranks(np.array([[0.3, 0.2, -np.inf, 0.1]]), np.array([2]), exclude=[[0, 1]])
+    assert (opt[0], pes[0]) == (2, 4)  # 0.1 above; masked 0 and 1 tie with the target
+
+
+def _reference_ranks(scores, targets, exclude):
+    """The definition, written out naively: copy, mask, count."""
+    opt, pes = [], []
+    for b, row in enumerate(np.array(scores, dtype=np.float64)):
+        row = np.where(np.isnan(row), -np.inf, row)
+        t = row[targets[b]]
+        if exclude is not None:
+            row[list(exclude[b])] = -np.inf
+            row[targets[b]] = t
+        opt.append(1 + int((row > t).sum()))
+        pes.append(int((row >= t).sum()))
+    return opt, pes
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chunks_masks_and_nans_agree_with_the_definition(dtype):
+    rng = np.random.default_rng(0)
+    b, n = 257, 40
+    scores = rng.integers(0, 5, size=(b, n)).astype(dtype) / 4  # many ties
+    scores[rng.random((b, n)) < 0.05] = np.nan
+    scores[rng.random((b, n)) < 0.05] = -np.inf
+    targets = rng.integers(0, n, b)
+    exclude = [rng.integers(0, n, rng.integers(0, 8)).tolist() for _ in range(b)]
+    for ex in (None, exclude):
+        want = _reference_ranks(scores, targets, ex)
+        for chunk in (1, 7, 1024):
+            opt, pes = ranks(scores, targets, ex, chunk_size=chunk)
+            assert opt.tolist() == want[0] and pes.tolist() == want[1]
+            assert (opt <= pes).all()
+
+
+def test_read_only_broadcast_scores():
+    counts = np.array([3.0, 1.0, 3.0, 0.0])
+    scores = np.broadcast_to(counts, (2, 4))
+    opt, pes = ranks(scores, np.array([2, 1]), exclude=[[0], []])
+    assert opt.tolist() == [1, 3] and pes.tolist() == [1, 3]
+    assert scores.base is not None and (counts == [3.0, 1.0, 3.0, 0.0]).all()
+
+
+def test_bad_shapes_and_indices_are_errors():
+    with pytest.raises(ValueError, match="out of range"):
+        ranks(np.zeros((1, 3)), np.array([3]))
+    with pytest.raises(ValueError, match="B = len"):
+        ranks(np.zeros((2, 3)), np.array([0]))
+    with pytest.raises(ValueError, match="exclude\\[0\\]"):
+        ranks(np.zeros((1, 3)), np.array([0]), exclude=[[5]])
+    with pytest.raises(ValueError, match="one entry per row"):
+        ranks(np.zeros((1, 3)), np.array([0]), exclude=[[], []])
+
+
+def test_empty_batch():
+    opt, pes = ranks(np.zeros((0, 4)), np.zeros(0, dtype=int), exclude=[])
+    assert opt.shape == pes.shape == (0,)
+    assert metrics_from_ranks(opt) == {"ndcg@10": 0.0, "recall@1": 0.0, "recall@10": 0.0, "mrr": 0.0}
 
 
 def test_metric_values_by_hand():
-    per = per_user_metrics(np.array([1, 3, 11]))
-    assert per["ndcg@10"].tolist() == pytest.approx([1.0, 1 / math.log2(4), 0.0])
-    assert per["recall@1"].tolist() == [1, 0, 0]
-    assert per["recall@10"].tolist() == [1, 1, 0]
-    assert per["mrr"].tolist() == pytest.approx([1, 1 / 3, 1 / 11])
-    m = metrics_from_ranks(np.array([1, 3, 11]))
-    assert m["ndcg@10"] == pytest.approx((1 + 0.5) / 3)
+    per = per_user_metrics(np.array([1, 3, 10, 11]))
+    assert per["ndcg@10"].tolist() == pytest.approx([1.0, 0.5, 1 / math.log2(11), 0.0])
+    assert per["recall@1"].tolist() == [1, 0, 0, 0]
+    assert per["recall@10"].tolist() == [1, 1, 1, 0]
+    assert per["mrr"].tolist() == pytest.approx([1, 1 / 3, 1 / 10, 1 / 11])
+    m = metrics_from_ranks(np.array([1, 3, 10, 11]))
+    assert m["ndcg@10"] == pytest.approx((1 + 0.5 + 1 / math.log2(11)) / 4)
+    assert m["recall@10"] == 0.75 and m["mrr"] == pytest.approx((1 + 1 / 3 + 1 / 10 + 1 / 11) / 4)
+    assert set(metrics_from_ranks(np.array([2]), ks=(5,))) == {"ndcg@10", "recall@5", "mrr"}
+    with pytest.raises(ValueError, match="1-based"):
+        per_user_metrics(np.array([0]))
 
 
-def test_groups_and_table():
-    opt, pes = np.array([1, 2, 20]), np.array([1, 5, 20])
-    head_items = np.array([True, False, False])
-    report = evaluate_ranking(opt, pes, ["a", "b", "c"], [0, 1, 2], head_users={"a"}, head_items=head_items)
-    assert report["overall"]["n"] == 3
-    assert report["head_users"]["opt"]["recall@1"] == 1.0 and report["head_users"]["n"] == 1
+def test_groups_and_tables():
+    opt, pes = np.array([1, 2, 20, 3]), np.array([1, 5, 20, 3])
+    head_items = np.array([True, False, False, True])
+    report = evaluate_ranking(opt, pes, ["a", "b", "c", "d"], [0, 1, 2, 3], head_users={"a", "d"},
+                              head_items=head_items)
+    assert [report[g]["n"] for g in ("overall", "head_users", "tail_users", "head_items", "tail_items")] == \
+        [4, 2, 2, 2, 2]
+    assert report["head_users"]["opt"]["recall@1"] == 0.5
+    assert report["head_users"]["opt"]["ndcg@10"] == pytest.approx((1 + 0.5) / 2)
     assert report["tail_users"]["opt"]["recall@10"] == 0.5
+    assert report["tail_users"]["opt"]["ndcg@10"] == pytest.approx((1 / math.log2(3)) / 2)
     assert report["tail_items"]["pes"]["ndcg@10"] == pytest.approx((1 / math.log2(6)) / 2)
-    assert report["head_items"]["n"] == 1
+    assert report["overall"]["pes"]["mrr"] == pytest.approx((1 + 1 / 5 + 1 / 20 + 1 / 3) / 4)
+    assert report["overall"]["opt_ci95"]["recall@1"] > 0
+
     table = format_table({"pop": report})
-    assert "| pop | 3 |" in table
+    assert "| pop | 4 | 0.5327 / 0.4717 | 0.2500 / 0.2500 | 0.7500 / 0.7500 |" in table
+    one = format_report(report).splitlines()
+    assert one[0].startswith("| metric | overall (n=4) opt | overall (n=4) pes | head_users (n=2) opt")
+    assert one[2].startswith("| ndcg@10 | 0.5327 | 0.4717 | 0.7500 | 0.7500 |")
+    assert len(one) == 2 + 4
+    assert "(n=2)" in format_group_table({"pop": report})
 
 
-def test_out_of_range_target_is_an_error():
-    with pytest.raises(ValueError, match="out of range"):
-        ranks(np.zeros((1, 3)), np.array([3]))
+def test_group_inputs_must_line_up():
+    with pytest.raises(ValueError, match="differ in length"):
+        evaluate_ranking(np.array([1]), np.array([1]), ["a", "b"], [0], set(), np.array([True]))
