@@ -12,6 +12,7 @@ import fcntl
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -51,12 +52,19 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
+def _remove_stale_temp_dirs(root: Path, name: str) -> None:
+    """Temp folders of conversions that died midway (called under the lock: none is live)."""
+    for stale in root.glob(f".{name}-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def builtin_model_dir(name: str) -> Path:
     """The converted folder of a built-in model, converting it on first use.
 
     Conversion writes into a temporary folder beside the target and renames it into place,
-    under a file lock: a half-written folder is never used, and two processes converting at
-    once do the work once.
+    under a file lock: a half-written folder (no completion marker) is never used, and two
+    processes converting at once do the work once.
     """
     if name not in BUILTIN_MODELS:
         raise GenrecError(f"unknown built-in model {name!r}; built-ins: {', '.join(BUILTIN_MODELS)}")
@@ -71,8 +79,11 @@ def builtin_model_dir(name: str) -> Path:
         try:
             if (target / _MARKER).exists():  # another process finished while we waited
                 return target
+            _remove_stale_temp_dirs(root, name)
+            print(f"genrec: converting {gguf.name} once into {target} (about a minute)", file=sys.stderr)
             tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
             try:
+                os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide a shared cache from other users
                 _convert_gguf(gguf, tmp)
                 (tmp / _MARKER).write_text(gguf.name + "\n")
                 if target.exists():  # an incomplete folder from an interrupted run
@@ -100,17 +111,25 @@ def resolve_model(spec: str | os.PathLike | None = None) -> str:
 
 
 def load_model_and_tokenizer(spec: str | None = None, dtype: str | None = None, device: str = "cpu"):
-    """(model, tokenizer) from a spec, with an error that names the spec when loading fails."""
+    """(model, tokenizer) from a spec, with an error that names the spec when loading fails.
+
+    ``dtype``: None (the checkpoint's own), "auto", or a torch dtype name such as "bfloat16".
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(spec)
-    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if isinstance(dtype, str) and dtype != "auto":
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise GenrecError(f"unknown dtype {dtype!r} for model {spec!r} (try bfloat16, float16, float32)")
+        dtype = getattr(torch, dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-    except OSError as e:
-        raise GenrecError(f"cannot load model {spec!r} (resolved to {path!r}): {e}") from None
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError, KeyError) as e:
+        hint = "" if Path(path).exists() else (" (not a local folder; as a Hugging Face id it needs the Hub, "
+                                               "which may be unreachable: use a local folder or smollm2-135m)")
+        raise GenrecError(f"cannot load model {spec!r} (resolved to {path!r}){hint}: {e}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device), tokenizer
