@@ -1,0 +1,62 @@
+"""CALRec objectives (SPEC.md §1): next-item generation and the two in-batch InfoNCE terms.
+
+Pure tensor functions, so tests can check them against hand-computed values and the
+training module (:mod:`genrec.training.model`) only wires them to a forward pass.
+All reductions run in float32 whatever the model's dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def nig_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """L_NIG: mean cross-entropy over the labelled (target) tokens, transformers' shift convention.
+
+    ``logits[:, t]`` predicts ``labels[:, t + 1]``; positions labelled ``-100`` (prompt,
+    padding) carry no loss. The mean is per token over the whole batch, as in
+    ``LlamaForCausalLM(..., labels=...)``.
+    """
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="mean")
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden[b, t]`` over the positions where ``mask[b, t]`` is true ([B, T, H] -> [B, H]).
+
+    A row with an empty span pools to zeros (its cosine similarities are then 0), never NaN.
+    """
+    m = mask.to(torch.float32).unsqueeze(-1)
+    total = (hidden.float() * m).sum(dim=1)
+    return total / m.sum(dim=1).clamp(min=1.0)
+
+
+def info_nce(user_side: torch.Tensor, items: torch.Tensor, tau: float) -> torch.Tensor:
+    """In-batch InfoNCE of SPEC.md §1 with cosine similarity and temperature ``tau``.
+
+    L = -(1/N) Σ_i log( exp(cos(u_i, t_i)/τ) / Σ_j exp(cos(u_j, t_i)/τ) ):
+    for a fixed item i the denominator runs over the user-side vectors u_j of the batch.
+    ``user_side`` is v_T|U (L_TT) or v_U (L_UT), ``items`` is v_T; both [N, D].
+    """
+    u = F.normalize(user_side.float(), dim=-1, eps=1e-8)
+    t = F.normalize(items.float(), dim=-1, eps=1e-8)
+    # sim[i, j] = cos(u_j, t_i) / tau: row i is item i against every user-side vector.
+    sim = t @ u.T / tau
+    target = torch.arange(sim.shape[0], device=sim.device)
+    return F.cross_entropy(sim, target)
+
+
+def combine(nig: torch.Tensor, tt: torch.Tensor | None, ut: torch.Tensor | None,
+            alpha: float, beta: float) -> torch.Tensor:
+    """L = (1-α-β)·L_NIG + α·L_TT + β·L_UT; with α = β = 0 it is L_NIG itself (same tensor value)."""
+    loss = nig if alpha == 0 and beta == 0 else (1.0 - alpha - beta) * nig
+    if alpha != 0:
+        loss = loss + alpha * tt
+    if beta != 0:
+        loss = loss + beta * ut
+    return loss

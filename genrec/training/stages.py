@@ -1,0 +1,249 @@
+"""One fine-tuning stage end to end: data → LoRA model → CALRecTrainer → PEFT adapter.
+
+Stage 1 (several categories, mixed ∝ n_c^0.3) and stage 2 (``init_adapter`` = the stage-1
+adapter, one category) are the same function with different settings. A stage resumes
+automatically from the last checkpoint in ``output_dir``; an invocation may stop early on
+its step / time budget (``run_steps``, ``time_budget_s``) and the next one continues. The
+final adapter is written to ``output_dir/adapter`` only once ``max_steps`` are done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from genrec.config import to_dict
+from genrec.errors import ConfigError
+from genrec.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+ADAPTER_DIR = "adapter"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class StageResult:
+    output_dir: Path
+    adapter_dir: Path | None      # set when the stage has completed max_steps
+    global_step: int
+    completed: bool
+    metrics_path: Path
+    train_seconds: float = 0.0
+
+
+def choose_precision(precision: str, cuda: bool) -> tuple[torch.dtype, bool]:
+    """(weights dtype, autocast bf16?) for a ``precision`` setting on this machine.
+
+    ``auto``: on CUDA fp32 weights with bf16 autocast where supported; on CPU frozen bf16
+    weights with fp32 LoRA parameters (measured faster on CPU than autocast, see
+    ``bench/train_step.py --precision``).
+    """
+    if precision == "auto":
+        if cuda:
+            return torch.float32, torch.cuda.is_bf16_supported()
+        return torch.bfloat16, False
+    table = {"bf16-weights": (torch.bfloat16, False), "bf16-autocast": (torch.float32, True),
+             "fp32": (torch.float32, False)}
+    if precision not in table:
+        raise ConfigError(f"precision {precision!r}: choose auto, bf16-weights, bf16-autocast or fp32")
+    return table[precision]
+
+
+def want_4bit(setting: str, cuda: bool) -> bool:
+    """QLoRA loading only where it can run: CUDA and bitsandbytes present. Never required."""
+    setting = str(setting).lower()
+    if setting in ("no", "false", "off"):
+        return False
+    if setting not in ("yes", "true", "on", "auto"):
+        raise ConfigError(f"load_in_4bit {setting!r}: choose no, yes or auto")
+    try:
+        import bitsandbytes  # noqa: F401
+        have_bnb = True
+    except Exception:  # noqa: BLE001 - a broken install counts as absent
+        have_bnb = False
+    if cuda and have_bnb:
+        return True
+    if setting in ("yes", "true", "on"):
+        log.warning("load_in_4bit=yes ignored: needs a CUDA GPU and bitsandbytes (cuda=%s, bitsandbytes=%s)",
+                    cuda, have_bnb)
+    return False
+
+
+def load_trainable_model(cfg: TrainConfig):
+    """(CALRecModel, tokenizer, autocast_bf16): base model + new or continued LoRA adapter."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from genrec.model_store import resolve_model
+    from genrec.training.model import CALRecModel
+
+    cuda = torch.cuda.is_available()
+    dtype, autocast = choose_precision(cfg.precision, cuda)
+    path = resolve_model(cfg.model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs: dict = {"dtype": dtype}
+    quant = want_4bit(cfg.load_in_4bit, cuda)
+    if quant:
+        from transformers import BitsAndBytesConfig
+
+        kwargs = {"dtype": torch.bfloat16, "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=True)}
+    base = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if quant:
+        from peft import prepare_model_for_kbit_training
+
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+    if cfg.init_adapter:
+        adapter = Path(cfg.init_adapter)
+        if not (adapter / "adapter_config.json").exists():
+            raise ConfigError(f"init_adapter {adapter}: not a PEFT adapter folder (run stage 1 first?)")
+        model = PeftModel.from_pretrained(base, str(adapter), is_trainable=True)
+        log.info("continuing adapter %s (its LoRA settings apply; lora.* ignored)", adapter)
+    else:
+        model = get_peft_model(base, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
+                                                lora_dropout=cfg.lora.dropout,
+                                                target_modules=list(cfg.lora.target_modules),
+                                                task_type="CAUSAL_LM"))
+    wrapped = CALRecModel(model, cfg.loss)
+    if cfg.init_adapter and wrapped.load_heads(cfg.init_adapter):
+        log.info("projection heads continued from %s", cfg.init_adapter)
+    return wrapped, tokenizer, autocast
+
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    """The newest COMPLETE checkpoint (trainer_state.json is written last), or None.
+
+    A run killed while writing a checkpoint leaves a folder without it: that one is skipped.
+    """
+    if not output_dir.is_dir():
+        return None
+    found = []
+    for d in output_dir.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
+        if m and d.is_dir():
+            if (d / "trainer_state.json").exists():
+                found.append((int(m.group(1)), d))
+            else:
+                log.warning("%s: incomplete checkpoint (no trainer_state.json), not resumed from", d)
+    return str(max(found)[1]) if found else None
+
+
+def _save_atomic(wrapped, tokenizer, target: Path) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        wrapped.save(tmp)
+        tokenizer.save_pretrained(str(tmp))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_trainer(cfg: TrainConfig, wrapped, tokenizer, autocast: bool, rank_fn=None):
+    """The CALRecTrainer of a stage (also used by the tests), plus its budget callback."""
+    from transformers import TrainingArguments
+
+    from genrec.prompting import PromptTemplate
+    from genrec.training.collator import CALRecCollator
+    from genrec.training.data import TrainingStream, ValidationRows, load_splits
+    from genrec.training.trainer import BudgetCallback, CALRecTrainer, JsonlLogger
+    from genrec.training.validation import make_rank_fn
+
+    out = Path(cfg.output_dir)
+    splits = load_splits(cfg.datasets, cfg.kcore)
+    template = PromptTemplate.load(cfg.template)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rows = cfg.max_steps * cfg.batch_size * cfg.grad_accum * world
+    train = TrainingStream(splits, template, tokenizer, rows, cfg.max_tokens, cfg.max_history, cfg.max_drop,
+                           cfg.mix_power, cfg.seed)
+    log.info("category probabilities: %s", {k: round(v, 4) for k, v in train.probabilities.items()})
+    v = cfg.validation
+    valid = ValidationRows(splits, template, tokenizer, cfg.max_tokens, cfg.max_history, v.max_examples, v.seed)
+    if len(valid) == 0:
+        valid = None
+    if rank_fn is None and v.ranking_users > 0:
+        rank_fn = make_rank_fn(splits, template, tokenizer, v, cfg.max_tokens - cfg.max_target_tokens,
+                               cfg.max_history)
+    select = v.select_best
+    if select not in ("last", "loss", "ndcg@10"):
+        raise ConfigError(f"validation.select_best {select!r}: choose last, loss or ndcg@10")
+    if select == "ndcg@10" and rank_fn is None:
+        raise ConfigError("validation.select_best: ndcg@10 needs validation.ranking_users > 0")
+    evaluating = valid is not None or rank_fn is not None
+    eval_steps = v.eval_steps or cfg.save_steps
+    save_steps = eval_steps if select != "last" else cfg.save_steps
+    args = TrainingArguments(
+        output_dir=str(out), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=v.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_steps, lr_scheduler_type=cfg.lr_scheduler, max_grad_norm=cfg.max_grad_norm,
+        max_steps=cfg.max_steps, save_strategy="steps", save_steps=save_steps,
+        save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps, logging_first_step=True,
+        eval_strategy="steps" if evaluating else "no", eval_steps=eval_steps if evaluating else None,
+        load_best_model_at_end=select != "last",
+        metric_for_best_model={"loss": "eval_loss", "ndcg@10": "eval_ndcg@10"}.get(select),
+        greater_is_better=select == "ndcg@10" if select != "last" else None,
+        bf16=autocast, seed=cfg.seed, data_seed=cfg.seed, train_sampling_strategy="sequential",
+        remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True, report_to=[],
+        dataloader_num_workers=cfg.dataloader_workers, use_cpu=not torch.cuda.is_available(),
+    )
+    collator = CALRecCollator(tokenizer, cfg.max_tokens, cfg.max_target_tokens,
+                              with_target_alone=cfg.loss.contrastive)
+    budget = BudgetCallback(cfg.run_steps, cfg.time_budget_s)
+    trainer = CALRecTrainer(model=wrapped, args=args, train_dataset=train, eval_dataset=valid,
+                            data_collator=collator, processing_class=tokenizer,
+                            callbacks=[JsonlLogger(out / METRICS_FILE), budget], rank_fn=rank_fn)
+    return trainer, budget
+
+
+def run_stage(cfg: TrainConfig, rank_fn=None) -> StageResult:
+    """Train (or continue) one stage; the adapter lands in ``output_dir/adapter`` when complete."""
+    import time
+
+    from transformers import set_seed
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / ADAPTER_DIR
+    state_file = final / "genrec_stage.json"
+    if state_file.exists() and json.loads(state_file.read_text()).get("global_step", -1) >= cfg.max_steps:
+        log.info("%s: already complete (%d steps); nothing to do", final, cfg.max_steps)
+        return StageResult(out, final, cfg.max_steps, True, out / METRICS_FILE)
+    (out / "train_config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    set_seed(cfg.seed)
+    wrapped, tokenizer, autocast = load_trainable_model(cfg)
+    trainer, budget = build_trainer(cfg, wrapped, tokenizer, autocast, rank_fn)
+    resume = last_checkpoint(out)
+    if resume:
+        log.info("resuming from %s", resume)
+    t0 = time.monotonic()
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.monotonic() - t0
+    step = trainer.state.global_step
+    completed = step >= cfg.max_steps
+    truncated = trainer.data_collator.truncated
+    if any(truncated.values()):
+        log.warning("length guard cut %s rows (prompt from the left / target on the right)", truncated)
+    adapter = None
+    if completed and trainer.args.should_save:
+        _save_atomic(trainer.accelerator.unwrap_model(trainer.model), tokenizer, final)
+        state_file.write_text(json.dumps({"global_step": step, "best_checkpoint": trainer.state.best_model_checkpoint,
+                                          "best_metric": trainer.state.best_metric}))
+        adapter = final
+        log.info("stage complete: adapter in %s", final)
+    else:
+        log.info("stopped at step %d of %d (budget); run again to continue", step, cfg.max_steps)
+    return StageResult(out, adapter, step, completed, out / METRICS_FILE, seconds)

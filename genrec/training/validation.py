@@ -1,0 +1,63 @@
+"""Ranking validation during training: NDCG@10 of QRR-grounded generations (SPEC.md §1 inference).
+
+``make_rank_fn`` fixes a seeded sample of validation users per category once; the returned
+``rank_fn(model)`` generates ``n_gen`` samples per user with the model being trained (HF
+backend, seeded), grounds them with BM25 QRR over the category's catalog and returns the
+mean optimistic / pessimistic NDCG@10 over all sampled users. ``CALRecTrainer`` runs it at
+each evaluation, and ``validation.select_best: ndcg@10`` picks the final adapter by it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from genrec.data.dataset import Split
+from genrec.data.preprocess import truncate_history
+from genrec.prompting import PromptTemplate
+from genrec.training.config import ValidationConfig
+
+
+def make_rank_fn(splits: dict[str, Split], template: PromptTemplate, tokenizer, cfg: ValidationConfig,
+                 prompt_tokens: int, max_history: int | None = None):
+    from genrec.grounding import BM25Index
+
+    per = max(1, cfg.ranking_users // max(1, len(splits)))
+    plans = []
+    for ci, (name, split) in enumerate(splits.items()):
+        valid = split.valid
+        if not valid:
+            continue
+        idx = np.sort(np.random.default_rng([cfg.seed, ci, 7]).choice(len(valid), min(per, len(valid)),
+                                                                     replace=False))
+        examples = [valid[i] for i in idx]
+        cat = split.dataset.catalog
+        index = BM25Index.build([template.render_item(it) for it in cat])
+        prompts = [template.render_history([cat[i] for i in truncate_history(ex.history, max_history)],
+                                           tokenizer, prompt_tokens) for ex in examples]
+        plans.append((name, examples, index, prompts))
+
+    def rank_fn(model) -> dict[str, float]:
+        from genrec.generation.base import GenerationConfig
+        from genrec.generation.hf import HFGenerator
+        from genrec.grounding import qrr_batch
+        from genrec.metrics import metrics_from_ranks, ranks
+
+        gen = HFGenerator(GenerationConfig(backend="hf", n=cfg.n_gen, max_new_tokens=cfg.max_new_tokens,
+                                           temperature=cfg.temperature, stop=template.terminator, seed=cfg.seed),
+                          model=model, tokenizer=tokenizer)
+        opts, pess = [], []
+        for _name, examples, index, prompts in plans:
+            samples = gen.generate(prompts)
+            scores = qrr_batch(samples, index, cfg.n_preds, cfg.eps)
+            targets = np.array([ex.target for ex in examples])
+            exclude = [list(ex.history) for ex in examples] if cfg.mask_history else None
+            opt, pes = ranks(scores, targets, exclude)
+            opts.append(opt)
+            pess.append(pes)
+        if not opts:
+            return {}
+        opt_m = metrics_from_ranks(np.concatenate(opts))
+        pes_m = metrics_from_ranks(np.concatenate(pess))
+        return {"ndcg@10": opt_m["ndcg@10"], "ndcg@10_pes": pes_m["ndcg@10"], "recall@10": opt_m["recall@10"]}
+
+    return rank_fn

@@ -1,0 +1,68 @@
+"""CALRec loss functions against values computed by hand (SPEC.md §1 objectives)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from genrec.training.losses import IGNORE_INDEX, combine, info_nce, mean_pool, nig_loss
+
+
+def test_nig_loss_is_mean_ce_over_target_tokens_with_shift():
+    # logits[:, t] predicts labels[:, t+1]; only labelled positions count.
+    logits = torch.tensor([[[0.0, math.log(3.0)], [math.log(2.0), 0.0], [5.0, -5.0]]])
+    labels = torch.tensor([[IGNORE_INDEX, 1, 0]])
+    expected = (-math.log(3 / 4) - math.log(2 / 3)) / 2
+    assert nig_loss(logits, labels).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_prompt_positions_carry_no_nig_loss():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11)
+    labels = torch.tensor([[IGNORE_INDEX] * 3 + [4, 5, 6], [IGNORE_INDEX] * 4 + [1, 2]])
+    base = nig_loss(logits, labels)
+    # Positions whose NEXT token is a prompt token predict nothing that is trained on.
+    bumped = logits.clone()
+    bumped[0, :2] += torch.randn(2, 11) * 10
+    bumped[1, :3] += torch.randn(3, 11) * 10
+    assert torch.equal(nig_loss(bumped, labels), base)
+    # ... while a position that predicts a target token does change it.
+    bumped[0, 2] += torch.randn(11) * 10
+    assert not torch.allclose(nig_loss(bumped, labels), base)
+
+
+def test_info_nce_matches_hand_computation_on_asymmetric_3x3():
+    # User-side vectors u_j and item vectors t_i (norms differ on purpose: cosine ignores them).
+    u = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    tau = 0.5
+    r = 1 / math.sqrt(2)
+    # cos[i][j] = cos(u_j, t_i), written out by hand.
+    cos = [[1.0, 0.0, r],
+           [0.0, 1.0, r],
+           [0.6, 0.8, (0.6 + 0.8) * r]]
+    # L = -(1/N) Σ_i log( exp(cos(u_i,t_i)/τ) / Σ_j exp(cos(u_j,t_i)/τ) )   (denominator over users j)
+    expected = -sum(math.log(math.exp(cos[i][i] / tau) / sum(math.exp(cos[i][j] / tau) for j in range(3)))
+                    for i in range(3)) / 3
+    # The other direction (for a fixed user, sum over items) gives a different number here.
+    other = -sum(math.log(math.exp(cos[j][j] / tau) / sum(math.exp(cos[i][j] / tau) for i in range(3)))
+                 for j in range(3)) / 3
+    assert abs(expected - other) > 1e-3
+    assert info_nce(u, t, tau).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_mean_pool_averages_only_the_span_and_empty_span_is_zero():
+    h = torch.arange(12, dtype=torch.float32).reshape(2, 3, 2)
+    mask = torch.tensor([[True, False, True], [False, False, False]])
+    out = mean_pool(h, mask)
+    assert out[0].tolist() == [(0 + 4) / 2, (1 + 5) / 2]
+    assert out[1].tolist() == [0.0, 0.0]
+
+
+def test_combine_weights_and_plain_nig_when_alpha_beta_zero():
+    nig, tt, ut = torch.tensor(2.0), torch.tensor(3.0), torch.tensor(5.0)
+    assert combine(nig, tt, ut, 0.125, 0.025).item() == pytest.approx(0.85 * 2 + 0.125 * 3 + 0.025 * 5)
+    assert combine(nig, tt, ut, 0.0, 0.0) is nig
+    assert combine(nig, None, None, 0.0, 0.0).item() == 2.0
