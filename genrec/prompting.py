@@ -3,6 +3,18 @@
 The wording lives in YAML files under ``prompts/`` (shipped inside the wheel as
 ``genrec/prompts``), so it can be changed without touching code. Rendering fits a token
 budget by dropping the oldest history items first and never cuts the target.
+
+Terminator. The shipped CALRec templates end the target with a newline. Every attribute value
+is collapsed to one line (whitespace runs become one space), so a newline can never occur
+inside item text, and the SmolLM2 tokenizer always encodes ``"\n"`` as one token of its own
+(id 198, never merged into ``"\n\n"``), so stopping at the string and stopping at the token
+agree on every backend; a pretrained model also ends a line by itself, so even the untuned
+model stops. A custom template may use another terminator: its text is then removed from
+attribute values so a rendered target still contains it exactly once, at the end.
+
+Token budgets count the prompt and the target each tokenised on its own, without special
+tokens: that is how the training collator and the generators see them (the prompt encoded,
+the target generated after it).
 """
 
 from __future__ import annotations
@@ -67,6 +79,19 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+# Placeholders that exports write for an absent value; rendered, they would teach the model
+# to generate "Brand: nan". Treated exactly like a missing attribute.
+_MISSING = frozenset({"", ".", "-", "none", "nan", "null", "n/a", "[]"})
+
+
+def _present(value: Any) -> str | None:
+    """The value as one clean line, or None if it is absent or a placeholder for absence."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = _one_line(str(value))
+    return None if text.lower() in _MISSING else text
+
+
 def _cap(text: str, limit: int | None) -> str:
     if limit and len(text) > limit:
         return text[: max(limit - 3, 0)].rstrip() + "..."
@@ -112,20 +137,27 @@ class PromptTemplate:
 
     # -- items ---------------------------------------------------------------------------
     def _value(self, item: Item, attr: Attribute) -> str | None:
+        """The rendered text of one attribute (capped), or None when the item lacks it."""
         if attr.field == "categories":
-            path = list(item.categories)
+            path = [c for c in (_present(c) for c in item.categories) if c]
             if self.category_levels:
                 path = path[-self.category_levels:]
             value = self.category_separator.join(path) if path else None
         else:
-            value = getattr(item, attr.field, None)
+            value = _present(getattr(item, attr.field, None))
         if value is None:
             return None
-        value = _cap(_one_line(str(value)), attr.max_chars)
+        stop = self.terminator.strip()
+        if stop and stop in value:  # a custom terminator must not occur inside item text
+            value = _one_line(value.replace(stop, " "))
+        value = _cap(value, attr.max_chars)
         return value or None
 
     def render_item(self, item: Item) -> str:
-        """One line; attributes the item lacks are left out, never rendered as "None"."""
+        """One line; attributes the item lacks are left out (no "None", "nan" or bare prefix).
+
+        Each attribute is capped by its ``max_chars``, the whole line by ``max_item_chars``.
+        """
         parts = []
         for attr in self.attributes:
             value = self._value(item, attr)
@@ -138,7 +170,12 @@ class PromptTemplate:
         return self.target_label + self.render_item(item) + self.terminator
 
     def parse_target(self, text: str) -> dict[str, str]:
-        """Inverse of :meth:`render_target`, tolerant of a missing terminator and trailing junk."""
+        """Inverse of :meth:`render_target`: ``{field: value}`` for the attributes found.
+
+        Tolerant of what a model generates: a missing terminator, anything after the
+        terminator, a missing target label, and extra or missing spaces around the attribute
+        separator and after a prefix. The first occurrence of an attribute wins.
+        """
         if self.terminator and self.terminator in text:
             text = text.split(self.terminator, 1)[0]
         text = text.strip()
@@ -146,19 +183,22 @@ class PromptTemplate:
         if label and text.startswith(label):
             text = text[len(label):].strip()
         prefixed = [a for a in self.attributes if a.prefix.strip()]
+        sep = self.attribute_separator.strip()
         if prefixed:
-            alternatives = "|".join(re.escape(a.prefix) for a in prefixed)
-            chunks = re.split(rf"{re.escape(self.attribute_separator)}(?=(?:{alternatives}))", text)
+            alternatives = "|".join(re.escape(a.prefix.strip()) for a in prefixed)
+            sep_re = rf"\s*{re.escape(sep)}\s*" if sep else r"\s+"
+            chunks = re.split(rf"{sep_re}(?=(?:{alternatives}))", text)
         else:
             chunks = [text]
         out: dict[str, str] = {}
         bare = next((a for a in self.attributes if not a.prefix.strip()), None)
         for chunk in chunks:
-            attr = next((a for a in prefixed if chunk.startswith(a.prefix)), None)
+            chunk = chunk.strip()
+            attr = next((a for a in prefixed if chunk.startswith(a.prefix.strip())), None)
             if attr is not None:
-                out.setdefault(attr.field, chunk[len(attr.prefix):].strip())
-            elif bare is not None and bare.field not in out and chunk.strip():
-                out[bare.field] = chunk.strip()
+                out.setdefault(attr.field, chunk[len(attr.prefix.strip()):].strip())
+            elif bare is not None and bare.field not in out and chunk:
+                out[bare.field] = chunk
         return out
 
     # -- histories -----------------------------------------------------------------------
@@ -167,12 +207,15 @@ class PromptTemplate:
 
     def render_history(self, items: Sequence[Item], tokenizer: Tokenizer | None = None,
                        max_tokens: int | None = None, reserve_tokens: int = 0) -> str:
-        """The prompt: label, the items oldest first, the suffix.
+        """The prompt: history label, the items oldest first (one line each), the suffix.
 
-        With a budget (``max_tokens``, default the template's), the oldest items are dropped
-        until the prompt plus ``reserve_tokens`` fits. Token counts are exact with a
-        tokenizer, else estimated at 4 characters a token. If even the newest item alone
-        does not fit, it is kept, cut to what fits.
+        With a budget (``max_tokens``, default the template's ``max_tokens``; None = no limit)
+        the oldest items are dropped until the prompt's tokens plus ``reserve_tokens`` fit.
+        Counts are exact with a tokenizer (``encode(text, add_special_tokens=False)``), else
+        estimated at 4 characters a token. The kept items are always the newest, contiguous.
+        If even the newest item alone does not fit, it is kept, cut at the end to what fits,
+        so the prompt never exceeds the budget. The label and the suffix are never cut: a
+        budget too small for them (plus the reserve) raises :class:`GenrecError`.
         """
         budget = self.max_tokens if max_tokens is None else max_tokens
         lines = [self.render_item(it) for it in items]
@@ -185,30 +228,48 @@ class PromptTemplate:
             return len(tokenizer.encode(text, add_special_tokens=False))
 
         avail = budget - reserve_tokens
-        # Estimate per-line cost, take the longest newest-first run that fits, then verify exactly.
-        overhead = count(self._history_text([]))
-        costs = [count(self.item_label + line + "\n") for line in lines]
-        keep, total = 0, overhead
-        for c in reversed(costs):
-            if total + c > avail:
+        fixed = count(self._history_text([]))
+        if fixed > avail:
+            raise GenrecError(f"prompt budget of {budget} tokens is too small for template {self.name!r}: "
+                              f"its label and suffix take {fixed}"
+                              + (f" and the target {reserve_tokens}" if reserve_tokens else "")
+                              + "; raise max_tokens or cap item text (max_item_chars)")
+        # Newest first, add each line's own cost while it fits (lines beyond are never encoded),
+        # then verify on the joined text: BPE merges at the joins may differ slightly.
+        keep, total = 0, fixed
+        for line in reversed(lines):
+            total += count(self.item_label + line + "\n")
+            if total > avail:
                 break
-            total += c
             keep += 1
-        keep = max(keep, 1) if lines else 0
-        while keep > 1 and count(self._history_text(lines[len(lines) - keep:])) > avail:
+        while keep > 0 and count(self._history_text(lines[len(lines) - keep:])) > avail:
             keep -= 1
-        kept = lines[len(lines) - keep:] if keep else []
-        text = self._history_text(kept)
-        if keep == 1 and count(text) > avail:  # the newest item alone is too long: cut it
-            line = kept[0]
-            while line and count(self._history_text([line])) > avail:
-                line = line[: int(len(line) * 0.8)]
-            text = self._history_text([line] if line else [])
-        return text
+        if keep == 0 and lines:
+            return self._cut_newest(lines[-1], count, avail)
+        return self._history_text(lines[len(lines) - keep:])
+
+    def _cut_newest(self, line: str, count, avail: int) -> str:
+        """The prompt with only the newest item, cut to the longest prefix that fits."""
+        lo, hi = 0, len(line)  # invariant: a prefix of length lo fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if count(self._history_text([line[:mid].rstrip()])) <= avail:
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo == 0:
+            raise GenrecError(f"prompt budget too small for template {self.name!r}: not even part of one "
+                              f"history item fits; raise max_tokens")
+        return self._history_text([line[:lo].rstrip()])
 
     def render_example(self, history: Sequence[Item], target: Item, tokenizer: Tokenizer | None = None,
                        max_tokens: int | None = None) -> tuple[str, str]:
-        """(prompt, target) for training: the budget covers both; the target is never cut."""
+        """(prompt, target text) for training.
+
+        The budget covers both, each counted on its own (as the collator tokenises them):
+        tokens(prompt) + tokens(target) <= max_tokens. The target is never cut; the
+        history gives way, oldest items first.
+        """
         target_text = self.render_target(target)
         reserve = (len(tokenizer.encode(target_text, add_special_tokens=False)) if tokenizer is not None
                    else (len(target_text) + 3) // 4)
@@ -226,13 +287,14 @@ def _esr(name: str) -> dict:
 
 
 def _field_text(item: Item, name: str, limit: int | None = None) -> str | None:
-    value: Any = getattr(item, name, None)
     if name == "categories":
-        value = ", ".join(item.categories) if item.categories else None
+        path = [c for c in (_present(c) for c in item.categories) if c]
+        value = ", ".join(path) if path else None
+    else:
+        value = _present(getattr(item, name, None))
     if value is None:
         return None
-    value = _cap(_one_line(str(value)), limit)
-    return value or None
+    return _cap(value, limit) or None
 
 
 def esr_item_text(item: Item, template: str = "esr_item") -> str:
