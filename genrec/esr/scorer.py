@@ -1,0 +1,202 @@
+"""Serving the fallback: history in, top-K catalog items out in milliseconds.
+
+:class:`FallbackScorer` wraps a trained :class:`~genrec.esr.model.DualViewModel`: the item
+tables are computed once at load (the adapter over the frozen LLM vectors, the ID table), the
+user vector [u_se : u_co] comes from one encoder forward over the history, and the top-K is
+an exact faiss inner-product search over the concatenated item table [e_se : e_co]. No LLM is
+involved at serving time.
+
+:class:`PopularityScorer` has the same interface and ranks by training interaction counts;
+the server uses it when a bundle has no trained fallback.
+
+Both take catalog indices. Indices the model has never seen (outside its item range) are
+dropped and the answer comes from the known part; a history with nothing known raises
+:class:`UnknownHistoryError` (the popularity ranking needs no history, so it never does).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genrec.errors import GenrecError
+from genrec.esr.index import ItemIndex
+from genrec.esr.model import DualViewModel, ESRConfig
+from genrec.esr.trainer import pad_left
+
+log = logging.getLogger(__name__)
+
+SCORER_FORMAT = "genrec-esr-scorer"
+CONFIG_FILE = "scorer.json"
+WEIGHTS_FILE = "model.pt"
+POPULARITY_FILE = "popularity.json"
+
+
+class UnknownHistoryError(GenrecError):
+    """None of the history's items is known to the model."""
+
+
+def _check_k(k: int) -> int:
+    if int(k) < 1:
+        raise GenrecError(f"k must be at least 1, got {k}")
+    return int(k)
+
+
+class _Base:
+    num_items: int
+
+    def _known(self, history: Sequence[int]) -> list[int]:
+        known = [int(i) for i in history if 0 <= int(i) < self.num_items]
+        if len(known) < len(history):
+            log.debug("%d of %d history items unknown to the model; answering from the rest",
+                      len(history) - len(known), len(history))
+        return known
+
+    def recommend(self, history: list[int], k: int, exclude_history: bool = True) -> list[tuple[int, float]]:
+        """Top-``k`` (catalog index, score), best first; the history's items left out on request."""
+        return self.recommend_batch([history], k, exclude_history)[0]
+
+    def recommend_batch(self, histories: Sequence[Sequence[int]], k: int,
+                        exclude_history: bool = True) -> list[list[tuple[int, float]]]:
+        raise NotImplementedError
+
+
+class FallbackScorer(_Base):
+    """The trained LLM-ESR (or SASRec) model as a top-K service."""
+
+    def __init__(self, model: DualViewModel, meta: dict | None = None) -> None:
+        self.model = model.eval()
+        self.meta = dict(meta or {})
+        self.num_items = model.num_items
+        self.max_len = model.cfg.max_len
+        with torch.inference_mode():
+            self._tables = {k: v.detach().clone() for k, v in model.item_tables().items()}
+            self._table = model.output_table(self._tables).contiguous()
+        self.index = ItemIndex(self._table.numpy())
+
+    # -- persistence --------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike) -> Path:
+        """``scorer.json`` (config, sizes, catalog fingerprint) + ``model.pt`` (weights incl. the frozen E_se)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        e_se = getattr(self.model, "e_se", None)
+        info = {"format": SCORER_FORMAT, "version": 1, "config": self.model.cfg.to_dict(),
+                "num_items": self.num_items, "llm_dim": int(e_se.shape[1]) if e_se is not None else 0,
+                **self.meta}
+        tmp = out / (WEIGHTS_FILE + ".tmp")
+        torch.save(self.model.state_dict(), tmp)
+        os.replace(tmp, out / WEIGHTS_FILE)
+        (out / CONFIG_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> FallbackScorer:
+        path = Path(directory)
+        cfg_path = path / CONFIG_FILE
+        if not cfg_path.exists():
+            raise GenrecError(f"{path}: not a fallback scorer folder (no {CONFIG_FILE}); train one with "
+                              "finetune/train_esr.py")
+        try:
+            info = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise GenrecError(f"{cfg_path}: invalid JSON: {e}") from None
+        if info.get("format") != SCORER_FORMAT:
+            raise GenrecError(f"{cfg_path}: format is {info.get('format')!r}, expected {SCORER_FORMAT!r}")
+        cfg = ESRConfig(**info["config"])
+        n = int(info["num_items"])
+        placeholder = np.zeros((n, info["llm_dim"]), dtype=np.float32) if info["llm_dim"] else None
+        # The PCA initialisation is overwritten by the saved weights; skip it for a zero placeholder.
+        model = DualViewModel(ESRConfig(**{**cfg.to_dict(), "co_init": "random"}), n, placeholder)
+        model.cfg = cfg
+        state = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        meta = {k: v for k, v in info.items() if k not in ("format", "version", "config", "num_items", "llm_dim")}
+        return cls(model, meta)
+
+    # -- scoring ------------------------------------------------------------------------
+    def user_vectors(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        """[u_se : u_co] for each history (known items only) [B, width]."""
+        known = [self._known(h) for h in histories]
+        empty = [i for i, h in enumerate(known) if not h]
+        if empty:
+            raise UnknownHistoryError(
+                f"history {empty[0]} has no item the model knows (item indices must be in [0, {self.num_items}); "
+                f"got {list(histories[empty[0]])[:10]})")
+        seqs = torch.from_numpy(pad_left(known, self.max_len))
+        with torch.inference_mode():
+            return self.model.user_vectors(seqs, self._tables).numpy()
+
+    def score_batch(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        """Scores [B, N] of every catalog item (for evaluation: full ranking, masking left to the metric)."""
+        users = torch.from_numpy(self.user_vectors(histories))
+        with torch.inference_mode():
+            return (users @ self._table.T).numpy()
+
+    def recommend_batch(self, histories: Sequence[Sequence[int]], k: int,
+                        exclude_history: bool = True) -> list[list[tuple[int, float]]]:
+        k = _check_k(k)
+        users = self.user_vectors(histories)
+        extra = max((len(set(h)) for h in histories), default=0) if exclude_history else 0
+        scores, ids = self.index.search(users, k + extra)
+        out = []
+        for h, srow, irow in zip(histories, scores, ids):
+            seen = set(int(i) for i in h) if exclude_history else set()
+            out.append([(int(i), float(s)) for s, i in zip(srow, irow) if i >= 0 and int(i) not in seen][:k])
+        return out
+
+
+class PopularityScorer(_Base):
+    """Training interaction counts as a ranking (ties: lower catalog index first)."""
+
+    def __init__(self, counts: Sequence[int] | np.ndarray) -> None:
+        self.counts = np.asarray(counts, dtype=np.int64)
+        if self.counts.ndim != 1:
+            raise GenrecError(f"popularity counts must be one per item, got shape {self.counts.shape}")
+        self.num_items = len(self.counts)
+        self._order = np.lexsort((np.arange(self.num_items), -self.counts))
+
+    @classmethod
+    def from_training(cls, train: dict[str, list[int]], num_items: int) -> PopularityScorer:
+        from genrec.data.groups import item_popularity
+
+        return cls(item_popularity(train, num_items))
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / POPULARITY_FILE).write_text(json.dumps({"counts": self.counts.tolist()}), encoding="utf-8")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> PopularityScorer:
+        path = Path(directory) / POPULARITY_FILE
+        if not path.exists():
+            raise GenrecError(f"{path}: popularity file not found")
+        try:
+            return cls(json.loads(path.read_text(encoding="utf-8"))["counts"])
+        except (json.JSONDecodeError, KeyError) as e:
+            raise GenrecError(f"{path}: expected {{\"counts\": [...]}}: {e}") from None
+
+    def score_batch(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        return np.broadcast_to(self.counts.astype(np.float32), (len(histories), self.num_items)).copy()
+
+    def recommend_batch(self, histories: Sequence[Sequence[int]], k: int,
+                        exclude_history: bool = True) -> list[list[tuple[int, float]]]:
+        k = _check_k(k)
+        out = []
+        for h in histories:
+            seen = set(self._known(h)) if exclude_history else set()
+            picked = []
+            for i in self._order:
+                if int(i) not in seen:
+                    picked.append((int(i), float(self.counts[i])))
+                    if len(picked) == k:
+                        break
+            out.append(picked)
+        return out

@@ -1,0 +1,215 @@
+"""One trainer for LLM-ESR, its ablations and SASRec: SASRec-style next-item training, early stopping.
+
+Every position of a user's training sequence predicts the next item (BCE against one sampled
+negative that is not in the sequence). Validation ranks the full catalog for each user's
+validation target with the training history masked (``genrec.metrics``); training stops when
+NDCG@10 has not improved for ``patience`` epochs, and the best weights are kept.
+
+Resumable: after every epoch ``last.pt`` holds model, optimiser, RNG states, epoch and the
+early-stopping state (written atomically), so a killed run started again with the same
+output folder continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genrec.data.dataset import Example
+from genrec.esr.model import DualViewModel
+from genrec.metrics import metrics_from_ranks, ranks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; defaults are the LLM-ESR reference (lr 1e-3, batch 128)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 200
+    patience: int = 10  # epochs without a better validation NDCG@10 before stopping
+    eval_every: int = 1
+    eval_batch_size: int = 512
+    seed: int = 42
+    threads: int = 2  # torch threads (the CPU is shared)
+
+
+def pad_left(seqs: Sequence[Sequence[int]], max_len: int, shift: int = 1, length: int | None = None) -> np.ndarray:
+    """Sequences of catalog indices → [B, L] int64 rows (item + shift, 0 = padding), newest kept.
+
+    L is the longest (cut) sequence unless ``length`` is given; the model's outputs do not
+    depend on extra left padding.
+    """
+    cut = [s[-max_len:] if max_len else s for s in seqs]
+    width = length or max((len(s) for s in cut), default=1) or 1
+    out = np.zeros((len(cut), width), dtype=np.int64)
+    for r, s in enumerate(cut):
+        if len(s):
+            out[r, width - len(s):] = np.asarray(s, dtype=np.int64) + shift
+    return out
+
+
+def sample_negatives(pos: np.ndarray, seqs_full: np.ndarray, num_items: int, rng: np.random.Generator) -> np.ndarray:
+    """One negative row (1..N) per position, never an item of that user's sequence (vectorised rejection)."""
+    neg = rng.integers(1, num_items + 1, size=pos.shape)
+    for _ in range(20):
+        bad = (neg[:, :, None] == seqs_full[:, None, :]).any(-1) & (pos > 0)
+        if not bad.any():
+            break
+        neg[bad] = rng.integers(1, num_items + 1, size=int(bad.sum()))
+    return neg
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def score_histories(model: DualViewModel, histories: Sequence[Sequence[int]], batch_size: int = 512) -> np.ndarray:
+    """Scores [B, N] of every catalog item for each history (catalog indices)."""
+    model.eval()
+    tables = model.item_tables()
+    table = model.output_table(tables)
+    out = np.empty((len(histories), model.num_items), dtype=np.float32)
+    order = np.argsort([len(h) for h in histories], kind="stable")  # similar lengths share a batch
+    for start in range(0, len(histories), batch_size):
+        idx = order[start:start + batch_size]
+        seqs = torch.from_numpy(pad_left([histories[i] for i in idx], model.cfg.max_len))
+        out[idx] = (model.user_vectors(seqs, tables) @ table.T).numpy()
+    return out
+
+
+def evaluate(model_or_scores, examples: Sequence[Example], batch_size: int = 512,
+             mask_history: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(optimistic, pessimistic) full-catalog ranks of each example's target."""
+    histories = [list(e.history) for e in examples]
+    targets = np.asarray([e.target for e in examples], dtype=np.int64)
+    opt = np.empty(len(examples), dtype=np.int64)
+    pes = np.empty(len(examples), dtype=np.int64)
+    for start in range(0, len(examples), 4096):  # bounded memory: 4096 x N floats at a time
+        part = slice(start, start + 4096)
+        if callable(getattr(model_or_scores, "score_batch", None)):
+            scores = model_or_scores.score_batch(histories[part])
+        else:
+            scores = score_histories(model_or_scores, histories[part], batch_size)
+        opt[part], pes[part] = ranks(scores, targets[part], histories[part] if mask_history else None)
+    return opt, pes
+
+
+class Trainer:
+    """Trains a :class:`DualViewModel` on training sequences; keeps the best by validation NDCG@10."""
+
+    def __init__(self, model: DualViewModel, train: dict[str, list[int]], valid: Sequence[Example],
+                 cfg: TrainConfig, out_dir: str | os.PathLike, similar: dict[str, list[str]] | None = None) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.valid = list(valid)
+        self.users = [u for u, s in train.items() if len(s) >= 2]
+        self.train = train
+        self.similar = similar
+        if model.cfg.distill and similar is None:
+            raise ValueError("self-distillation is on but no similar-user lists were given")
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+        self.history: list[dict] = []
+
+    # -- batches ------------------------------------------------------------------------
+    def _batch(self, users: Sequence[str], rng: np.random.Generator):
+        max_len = self.model.cfg.max_len
+        seqs = [self.train[u] for u in users]
+        inp = pad_left([s[:-1] for s in seqs], max_len)
+        pos = pad_left([s[1:] for s in seqs], max_len, length=inp.shape[1])
+        full = pad_left(seqs, max_len + 1)
+        neg = sample_negatives(pos, full, self.model.num_items, rng) * (pos > 0)
+        teacher = None
+        if self.model.cfg.distill and self.model.cfg.alpha > 0:
+            sims = [self.train[v] for u in users for v in self.similar[u][: self.model.cfg.n_similar]]
+            teacher = torch.from_numpy(pad_left(sims, max_len))
+        return torch.from_numpy(inp), torch.from_numpy(pos), torch.from_numpy(neg), teacher
+
+    # -- state --------------------------------------------------------------------------
+    def _state(self, epoch: int, best: float, best_epoch: int, bad: int, rng: np.random.Generator) -> dict:
+        return {"model": self.model.state_dict(), "optim": self.opt.state_dict(), "epoch": epoch,
+                "best": best, "best_epoch": best_epoch, "bad": bad, "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "history": self.history}
+
+    def validate(self) -> dict[str, float]:
+        opt, _ = evaluate(self.model, self.valid, self.cfg.eval_batch_size)
+        return metrics_from_ranks(opt)
+
+    def fit(self) -> dict:
+        """Train to early stop (or ``epochs``); load the best weights into the model; return a summary."""
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        start_epoch, best, best_epoch, bad = 0, -1.0, -1, 0
+        last, best_path = self.out / "last.pt", self.out / "best.pt"
+        if last.exists():
+            state = torch.load(last, weights_only=False)
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optim"])
+            start_epoch, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad"]
+            rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+            self.history = state["history"]
+            log.info("resumed from %s at epoch %d (best NDCG@10 %.4f at epoch %d)", last, start_epoch, best, best_epoch)
+        for epoch in range(start_epoch, cfg.epochs):
+            if bad >= cfg.patience:
+                break
+            self.model.train()
+            t0 = time.perf_counter()
+            order = rng.permutation(len(self.users))
+            sums = {"loss": 0.0, "rank": 0.0, "distill": 0.0}
+            steps = 0
+            for s in range(0, len(order), cfg.batch_size):
+                users = [self.users[i] for i in order[s:s + cfg.batch_size]]
+                inp, pos, neg, teacher = self._batch(users, rng)
+                loss, parts = self.model.loss(inp, pos, neg, teacher)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                sums["loss"] += float(loss.detach())
+                sums["rank"] += parts["rank"]
+                sums["distill"] += parts["distill"]
+                steps += 1
+            train_s = time.perf_counter() - t0
+            row = {"epoch": epoch, "train_s": round(train_s, 2), **{k: v / max(steps, 1) for k, v in sums.items()}}
+            if (epoch + 1) % cfg.eval_every == 0:
+                t1 = time.perf_counter()
+                metrics = self.validate()
+                row.update({f"valid_{k}": v for k, v in metrics.items()}, eval_s=round(time.perf_counter() - t1, 2))
+                if metrics["ndcg@10"] > best:
+                    best, best_epoch, bad = metrics["ndcg@10"], epoch, 0
+                    _atomic_save({"model": self.model.state_dict(), "epoch": epoch, "valid": metrics}, best_path)
+                else:
+                    bad += 1
+            self.history.append(row)
+            log.info("epoch %d: loss %.4f (rank %.4f, distill %.4f) %.1fs/epoch, valid NDCG@10 %.4f (best %.4f @%d)",
+                     epoch, row["loss"], row["rank"], row["distill"], train_s,
+                     row.get("valid_ndcg@10", float("nan")), best, best_epoch)
+            _atomic_save(self._state(epoch, best, best_epoch, bad, rng), last)
+        if best_path.exists():
+            self.model.load_state_dict(torch.load(best_path, weights_only=False)["model"])
+        secs = [r["train_s"] for r in self.history]
+        summary = {"best_epoch": best_epoch, "best_valid_ndcg@10": best, "epochs_run": len(self.history),
+                   "seconds_per_epoch": float(np.mean(secs)) if secs else 0.0, "history": self.history}
+        (self.out / "train_log.json").write_text(json.dumps(summary, indent=1))
+        return summary

@@ -1,0 +1,160 @@
+"""LLM-ESR model: PCA initialisation, padding invariance, and what each ablation switch removes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genrec.esr.model import DualViewModel, ESRConfig, pca, prepare_llm_embeddings
+from genrec.esr.trainer import pad_left
+
+N_ITEMS, D_LLM = 90, 80
+
+
+@pytest.fixture(scope="module")
+def llm_emb() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    # anisotropic, with a common offset, like mean-pooled LLM states
+    return (rng.normal(size=(N_ITEMS, D_LLM)) * np.linspace(3, 0.1, D_LLM) + 5.0).astype(np.float32)
+
+
+def test_pca_matches_numpy_svd_top_components_up_to_sign(llm_emb):
+    out = pca(llm_emb, 64)
+    x = llm_emb.astype(np.float64)
+    c = x - x.mean(0)
+    u, s, vt = np.linalg.svd(c, full_matrices=False)
+    ref = c @ vt[:64].T  # == u[:, :64] * s[:64]
+    assert out.shape == (N_ITEMS, 64)
+    for j in range(64):
+        same = np.allclose(out[:, j], ref[:, j], atol=1e-3)
+        flipped = np.allclose(out[:, j], -ref[:, j], atol=1e-3)
+        assert same or flipped, f"component {j} differs from the SVD's"
+    np.testing.assert_allclose(np.abs(ref), np.abs(u[:, :64] * s[:64]), atol=1e-3)
+    # variance is decreasing along the components: the TOP 64 were taken
+    var = out.var(0)
+    assert np.all(np.diff(var) <= 1e-4)
+
+
+def test_e_co_is_initialised_by_pca_of_e_se(llm_emb):
+    model = DualViewModel(ESRConfig(), N_ITEMS, llm_emb)
+    expected = pca(prepare_llm_embeddings(llm_emb), 64)
+    np.testing.assert_allclose(model.e_co.weight[1:].detach().numpy(), expected, atol=1e-5)
+    assert torch.all(model.e_co.weight[0] == 0)  # padding row
+
+
+def test_llm_table_is_frozen_and_not_a_parameter(llm_emb):
+    model = DualViewModel(ESRConfig(), N_ITEMS, llm_emb)
+    names = dict(model.named_parameters())
+    assert "e_se" not in names and "e_se" in dict(model.named_buffers())
+    assert model.adapter[0].in_features == D_LLM and model.adapter[0].out_features == D_LLM // 2
+    assert model.adapter[1].out_features == 64
+
+
+def _batch(seed=0):
+    rng = np.random.default_rng(seed)
+    seqs = [list(rng.integers(0, N_ITEMS, size=n)) for n in (3, 7, 12, 2)]
+    inp = torch.from_numpy(pad_left([s[:-1] for s in seqs], 200))
+    pos = torch.from_numpy(pad_left([s[1:] for s in seqs], 200, length=inp.shape[1]))
+    neg = torch.from_numpy(rng.integers(1, N_ITEMS + 1, size=pos.shape)) * (pos > 0)
+    teacher = torch.from_numpy(pad_left([list(rng.integers(0, N_ITEMS, size=5)) for _ in range(4 * 10)], 200))
+    return inp, pos, neg, teacher
+
+
+def test_scores_do_not_depend_on_extra_left_padding(llm_emb):
+    model = DualViewModel(ESRConfig(), N_ITEMS, llm_emb).eval()
+    hist = [[3, 9, 27, 4]]
+    a = model.score(torch.from_numpy(pad_left(hist, 200)))
+    b = model.score(torch.from_numpy(pad_left(hist, 200, length=50)))
+    assert a.shape == (1, N_ITEMS)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_causal_future_items_do_not_change_earlier_states(llm_emb):
+    model = DualViewModel(ESRConfig(), N_ITEMS, llm_emb).eval()
+    s1 = model.encode(torch.tensor([[0, 4, 5, 6, 7]]))
+    s2 = model.encode(torch.tensor([[0, 4, 5, 6, 80]]))
+    torch.testing.assert_close(s1[:, :4], s2[:, :4])
+    assert not torch.allclose(s1[:, 4], s2[:, 4])
+
+
+def _counting(module: torch.nn.Module) -> list[int]:
+    calls = [0]
+    module.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_full_model_uses_every_part(llm_emb):
+    model = DualViewModel(ESRConfig(), N_ITEMS, llm_emb)
+    calls = {n: _counting(getattr(model, n)) for n in ("adapter", "se_over_co", "co_over_se", "encoder")}
+    loss, parts = model.loss(*_batch())
+    assert all(c[0] > 0 for c in calls.values()), {n: c[0] for n, c in calls.items()}
+    loss.backward()
+    assert model.e_co.weight.grad.abs().sum() > 0 and model.adapter[0].weight.grad.abs().sum() > 0
+    assert parts["distill"] > 0
+    # the shared encoder runs for both views (and again, without grad, for the teacher)
+    assert calls["encoder"][0] >= 2
+    assert model.user_vectors(_batch()[0]).shape[-1] == 128
+
+
+def test_no_distillation_zeroes_the_term_and_skips_the_teacher(llm_emb):
+    model = DualViewModel(ESRConfig(distill=False), N_ITEMS, llm_emb)
+    enc_calls = _counting(model.encoder)
+    inp, pos, neg, teacher = _batch()
+    loss, parts = model.loss(inp, pos, neg, teacher)
+    assert parts["distill"] == 0.0
+    assert enc_calls[0] == 2  # se + co views, no teacher forward
+    torch.manual_seed(0)
+    full = DualViewModel(ESRConfig(), N_ITEMS, llm_emb)
+    torch.manual_seed(0)
+    nod = DualViewModel(ESRConfig(distill=False), N_ITEMS, llm_emb)
+    full.eval()
+    nod.eval()
+    lf, pf = full.loss(inp, pos, neg, teacher)
+    ln, _ = nod.loss(inp, pos, neg, teacher)
+    torch.testing.assert_close(lf, ln + 0.1 * pf["distill"])
+
+
+def test_no_cross_attention_removes_both_modules(llm_emb):
+    model = DualViewModel(ESRConfig(cross_attention=False), N_ITEMS, llm_emb)
+    names = [n for n, _ in model.named_parameters()]
+    assert not any(n.startswith(("se_over_co", "co_over_se")) for n in names)
+    full = DualViewModel(ESRConfig(), N_ITEMS, llm_emb)
+    assert sum(p.numel() for p in full.parameters()) - sum(p.numel() for p in model.parameters()) == 2 * 4 * (64 * 64 + 64)
+    model.loss(*_batch())  # runs
+
+
+def test_unshared_encoders_have_two_encoders_each_used_once(llm_emb):
+    model = DualViewModel(ESRConfig(shared_encoder=False, distill=False), N_ITEMS, llm_emb)
+    a, b = _counting(model.encoder), _counting(model.encoder_co)
+    model.loss(*_batch())
+    assert a[0] == 1 and b[0] == 1
+    shared = DualViewModel(ESRConfig(), N_ITEMS, llm_emb)
+    assert not hasattr(shared, "encoder_co")
+
+
+def test_semantic_view_only_has_no_id_table(llm_emb):
+    model = DualViewModel(ESRConfig(views="semantic"), N_ITEMS, llm_emb)
+    assert not hasattr(model, "e_co") and not hasattr(model, "se_over_co")
+    calls = _counting(model.adapter)
+    model.loss(*_batch())
+    assert calls[0] >= 1
+    assert model.output_table().shape == (N_ITEMS, 64)
+
+
+def test_collaborative_view_only_has_no_llm_table_or_adapter(llm_emb):
+    model = DualViewModel(ESRConfig(views="collaborative"), N_ITEMS, llm_emb)
+    assert not hasattr(model, "adapter") and not hasattr(model, "e_se") and not hasattr(model, "se_over_co")
+    np.testing.assert_allclose(model.e_co.weight[1:].detach().numpy(),
+                               pca(prepare_llm_embeddings(llm_emb), 64), atol=1e-5)  # still PCA-initialised
+    model.loss(*_batch())
+    assert model.output_table().shape == (N_ITEMS, 64)
+
+
+def test_sasrec_needs_no_llm_and_is_randomly_initialised():
+    model = DualViewModel(ESRConfig.sasrec(), N_ITEMS, None)
+    assert not hasattr(model, "adapter") and not hasattr(model, "se_over_co")
+    loss, parts = model.loss(*_batch())
+    assert parts["distill"] == 0.0 and torch.isfinite(loss)
+    with pytest.raises(ValueError, match="LLM item embeddings"):
+        DualViewModel(ESRConfig(), N_ITEMS, None)
