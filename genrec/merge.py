@@ -15,7 +15,12 @@ from genrec.errors import GenrecError
 
 
 def merge_adapter(base_model: str, adapter_dir: str | Path, out_dir: str | Path, dtype: str = "bfloat16") -> Path:
-    """Write base + adapter merged (safetensors + tokenizer) to ``out_dir``, atomically."""
+    """Write base + adapter merged (safetensors + tokenizer) to ``out_dir``, atomically.
+
+    The folder is written beside ``out_dir`` and renamed into place, so a reader never sees
+    a half-written model; an existing ``out_dir`` is replaced. The tokenizer is the
+    adapter's when it has one (the training script saves it there), else the base model's.
+    """
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -27,8 +32,9 @@ def merge_adapter(base_model: str, adapter_dir: str | Path, out_dir: str | Path,
         raise GenrecError(f"{adapter_dir}: not a PEFT adapter folder (no adapter_config.json)")
     out_dir = Path(out_dir)
     base = resolve_model(base_model)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    # Merge in float32, then cast once: W + BA is rounded a single time to the output dtype.
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload().to(getattr(torch, dtype))
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir if (adapter_dir / "tokenizer_config.json").exists()
                                               else base)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

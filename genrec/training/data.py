@@ -104,7 +104,7 @@ class TrainingStream(torch.utils.data.Dataset):
 
 
 class ValidationRows(torch.utils.data.Dataset):
-    """A fixed, seeded sample of split.valid examples (at most ``max_examples``, shared over categories)."""
+    """A fixed, seeded sample of split.valid examples (at most ``max_examples``, shared over categories; 0 = none)."""
 
     def __init__(self, splits: dict[str, Split], template: PromptTemplate, tokenizer, max_tokens: int,
                  max_history: int | None = None, max_examples: int = 256, seed: int = 0) -> None:
@@ -117,7 +117,8 @@ class ValidationRows(torch.utils.data.Dataset):
             if len(valid) > per:
                 idx = np.sort(np.random.default_rng([seed, ci]).choice(len(valid), per, replace=False))
                 valid = [valid[i] for i in idx]
-            self.items.extend((name, ex) for ex in valid)
+            if max_examples > 0:
+                self.items.extend((name, ex) for ex in valid)
 
     def __len__(self) -> int:
         return len(self.items)
