@@ -13,9 +13,8 @@ from genrec.errors import GenrecError
 
 
 def _data_stats(args: argparse.Namespace) -> int:
-    from genrec.data.stats import dataset_stats
-
     from genrec.config import parse_override
+    from genrec.data.stats import dataset_stats
 
     options = {}
     for text in args.option:
