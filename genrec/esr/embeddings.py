@@ -270,3 +270,18 @@ def user_embeddings(catalog: Catalog, train: dict[str, list[int]], encoder: Text
     meta = {"kind": "users", "template": template, "template_hash": template_fingerprint(template),
             "catalog": catalog.fingerprint(), "train": train_hash}
     return users, cached_embeddings(cache, "users", texts, encoder, meta, progress)
+
+
+def user_embeddings_from_items(train: dict[str, list[int]], item_vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(user ids, mean of the user's training-item vectors): a cheap stand-in for the user prompt.
+
+    **ours**: encoding one long prompt per user through the LLM costs more than the whole item
+    table on a CPU; mean-pooling the user prompt mostly averages title tokens, and averaging
+    the (already cached) item vectors of the same titles keeps that idea at no LLM cost.
+    """
+    users = list(train)
+    out = np.zeros((len(users), item_vectors.shape[1]), dtype=np.float32)
+    for r, u in enumerate(users):
+        if train[u]:
+            out[r] = item_vectors[np.asarray(train[u], dtype=np.int64)].mean(0)
+    return users, out

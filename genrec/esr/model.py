@@ -288,11 +288,20 @@ class DualViewModel(nn.Module):
         return self.user_vectors(seqs, tables) @ self.output_table(tables).T
 
     # -- training loss ------------------------------------------------------------------
+    @torch.no_grad()
+    def teacher_vectors(self, teacher_seqs: torch.Tensor, batch: int) -> torch.Tensor:
+        """Mean [u_se : u_co] of each user's N similar users; ``teacher_seqs`` is [batch*N, L]."""
+        tables = {k: t.detach() for k, t in self.item_tables().items()}
+        teacher = self.user_vectors(teacher_seqs, tables)
+        return teacher.view(batch, -1, teacher.shape[-1]).mean(1)
+
     def loss(self, seqs: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
-             teacher_seqs: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+             teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Pairwise BCE at every real position (one sampled negative each) + alpha * distillation MSE.
 
-        ``teacher_seqs`` [B*N, L]: the training sequences of each user's N most similar users.
+        ``teacher``: [B, width] mean representation of each user's N most similar users (see
+        :meth:`teacher_vectors`), or [B*N, L] sequences of those users, encoded here without
+        gradient. Ignored (and never computed) when distillation is off.
         """
         tables = self.item_tables()
         states = self.encode(seqs, tables)
@@ -304,11 +313,9 @@ class DualViewModel(nn.Module):
                + F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit), reduction="none"))
         rank_loss = (bce * mask).sum() / mask.sum().clamp(min=1)
         distill = torch.zeros((), device=seqs.device)
-        if self.cfg.distill and self.cfg.alpha > 0 and teacher_seqs is not None:
-            with torch.no_grad():
-                teacher = self.user_vectors(teacher_seqs, {k: t.detach() for k, t in tables.items()})
-                teacher = teacher.view(seqs.shape[0], -1, teacher.shape[-1]).mean(1)
-            student = states[:, -1]
-            distill = F.mse_loss(student, teacher.detach())
+        if self.cfg.distill and self.cfg.alpha > 0 and teacher is not None:
+            if teacher.dtype == torch.long:  # sequences: encode them now (the reference's live teacher)
+                teacher = self.teacher_vectors(teacher, seqs.shape[0])
+            distill = F.mse_loss(states[:, -1], teacher.detach())
         total = rank_loss + self.cfg.alpha * distill
         return total, {"rank": float(rank_loss.detach()), "distill": float(distill.detach())}

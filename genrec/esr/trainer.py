@@ -44,6 +44,11 @@ class TrainConfig:
     eval_batch_size: int = 512
     seed: int = 42
     threads: int = 2  # torch threads (the CPU is shared)
+    bucket: bool = True  # batches of similar-length sequences (exact: padding never changes outputs)
+    # Self-distillation teacher: "epoch" = every user's representation computed once per epoch
+    # (eval mode) and averaged over its N similar users; "batch" = the similar users' sequences
+    # encoded live in every batch (the reference; ~N times the forward cost).
+    teacher_refresh: str = "epoch"
 
 
 def pad_left(seqs: Sequence[Sequence[int]], max_len: int, shift: int = 1, length: int | None = None) -> np.ndarray:
@@ -76,6 +81,22 @@ def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+@torch.no_grad()
+def user_vectors_of(model: DualViewModel, histories: Sequence[Sequence[int]], batch_size: int = 512) -> np.ndarray:
+    """[u_se : u_co] of each history (eval mode), batched by similar length."""
+    model.eval()
+    tables = model.item_tables()
+    out = None
+    order = np.argsort([len(h) for h in histories], kind="stable")
+    for start in range(0, len(histories), batch_size):
+        idx = order[start:start + batch_size]
+        vec = model.user_vectors(torch.from_numpy(pad_left([histories[i] for i in idx], model.cfg.max_len)), tables)
+        if out is None:
+            out = np.empty((len(histories), vec.shape[-1]), dtype=np.float32)
+        out[idx] = vec.numpy()
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
 @torch.no_grad()
@@ -127,6 +148,11 @@ class Trainer:
             raise ValueError("self-distillation is on but no similar-user lists were given")
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
         self.history: list[dict] = []
+        if cfg.teacher_refresh not in ("epoch", "batch"):
+            raise ValueError(f"teacher_refresh must be 'epoch' or 'batch', got {cfg.teacher_refresh!r}")
+        self._row = {u: i for i, u in enumerate(train)}
+        self._lengths = np.minimum([len(train[u]) for u in self.users], model.cfg.max_len + 1)
+        self._snapshot: torch.Tensor | None = None
 
     # -- batches ------------------------------------------------------------------------
     def _batch(self, users: Sequence[str], rng: np.random.Generator):
@@ -138,9 +164,36 @@ class Trainer:
         neg = sample_negatives(pos, full, self.model.num_items, rng) * (pos > 0)
         teacher = None
         if self.model.cfg.distill and self.model.cfg.alpha > 0:
-            sims = [self.train[v] for u in users for v in self.similar[u][: self.model.cfg.n_similar]]
-            teacher = torch.from_numpy(pad_left(sims, max_len))
+            n = self.model.cfg.n_similar
+            if self._snapshot is not None:
+                rows = torch.as_tensor([self._row[v] for u in users for v in self.similar[u][:n]])
+                teacher = self._snapshot[rows].view(len(users), n, -1).mean(1)
+            else:
+                sims = [self.train[v] for u in users for v in self.similar[u][:n]]
+                teacher = torch.from_numpy(pad_left(sims, max_len))
         return torch.from_numpy(inp), torch.from_numpy(pos), torch.from_numpy(neg), teacher
+
+    def _refresh_teacher(self) -> None:
+        """Every training user's current [u_se : u_co] (eval mode, no gradient), for the epoch's teachers."""
+        self._snapshot = None
+        if not (self.model.cfg.distill and self.model.cfg.alpha > 0) or self.cfg.teacher_refresh != "epoch":
+            return
+        users = list(self._row)
+        with torch.no_grad():
+            vecs = user_vectors_of(self.model, [self.train[u] for u in users], self.cfg.eval_batch_size)
+        self._snapshot = torch.from_numpy(vecs)
+        self.model.train()
+
+    def _batches(self, rng: np.random.Generator) -> list[np.ndarray]:
+        n, bs = len(self.users), self.cfg.batch_size
+        if not self.cfg.bucket:
+            order = rng.permutation(n)
+        else:  # sort by length (random among equals), cut into batches, shuffle the batches
+            order = np.lexsort((rng.random(n), self._lengths))
+        batches = [order[i:i + bs] for i in range(0, n, bs)]
+        if self.cfg.bucket:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
 
     # -- state --------------------------------------------------------------------------
     def _state(self, epoch: int, best: float, best_epoch: int, bad: int, rng: np.random.Generator) -> dict:
@@ -176,11 +229,11 @@ class Trainer:
                 break
             self.model.train()
             t0 = time.perf_counter()
-            order = rng.permutation(len(self.users))
+            self._refresh_teacher()
             sums = {"loss": 0.0, "rank": 0.0, "distill": 0.0}
             steps = 0
-            for s in range(0, len(order), cfg.batch_size):
-                users = [self.users[i] for i in order[s:s + cfg.batch_size]]
+            for batch in self._batches(rng):
+                users = [self.users[i] for i in batch]
                 inp, pos, neg, teacher = self._batch(users, rng)
                 loss, parts = self.model.loss(inp, pos, neg, teacher)
                 self.opt.zero_grad(set_to_none=True)
