@@ -211,6 +211,8 @@ def vllm_server(tmp_path_factory, smollm2_dir):
             proc.wait()
 
 
+@pytest.mark.slow
+@pytest.mark.vllm
 def test_vllm_server_under_concurrent_mixed_load(vllm_server):
     url, bundle = vllm_server
     catalog = {it.item_id: it.title for it in bundle.catalog}
@@ -234,6 +236,8 @@ def test_vllm_server_under_concurrent_mixed_load(vllm_server):
     assert 'genrec_request_latency_seconds_count{path="popularity"}' in text
 
 
+@pytest.mark.slow
+@pytest.mark.vllm
 def test_vllm_tiny_budget_requests_alone_leave_nothing_running(vllm_server):
     """Only over-budget requests: each one is aborted in the engine, none keeps generating."""
     url, bundle = vllm_server
@@ -248,33 +252,63 @@ def test_vllm_tiny_budget_requests_alone_leave_nothing_running(vllm_server):
 
 
 # -- transformers ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def hf_server(tmp_path_factory, smollm2_dir):
+def start_thread_server(bundle: Bundle):
     import uvicorn
 
     from genrec.server import create_app
 
-    tmp = tmp_path_factory.mktemp("hf-server")
-    bundle = Bundle.load(make_bundle(tmp / "bundle", smollm2_dir, "hf", n_gen=2, max_new_tokens=6))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(bundle), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, None, None, timeout=300)
+    return url, server, thread
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_server(tmp_path_factory, tokenizer):
+    """The app on the transformers backend with a tiny random Llama: the whole HTTP contract, fast."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tmp = tmp_path_factory.mktemp("tiny-hf-server")
+    LlamaForCausalLM(LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                                 vocab_size=len(tokenizer))).save_pretrained(tmp / "model")
+    tokenizer.save_pretrained(tmp / "model")
+    bundle = Bundle.load(make_bundle(tmp / "bundle", str(tmp / "model"), "hf", n_gen=2, max_new_tokens=4))
+    url, server, thread = start_thread_server(bundle)
+    yield url, bundle
+    server.should_exit = True
+    thread.join(30)
+
+
+def test_server_contract_on_the_transformers_backend(tiny_hf_server):
+    url, bundle = tiny_hf_server
+    catalog = {it.item_id: it.title for it in bundle.catalog}
+    reqs = request_mix(list(catalog), 60, seed=2)
+    results = run_mix(url, reqs, clients=8)
+    check_answers(results, catalog)  # random weights: generative or fallback, always a full list
+    health = httpx.get(url + "/health").json()
+    assert health["backend"] == "hf" and health["status"] == "ok" and health["answered"] == sum(
+        r.status_code == 200 for _, r in results)
+    text = httpx.get(url + "/metrics").text
+    assert metric(text, "genrec_requests_total") == 60
+    assert metric('\n'.join(x for x in text.splitlines() if 'status="413"' in x), "genrec_requests_total") == sum(
+        q["status"] == 413 for q in reqs)
+    r = httpx.get(url + "/recommend")
+    assert r.status_code == 405
+
+
+@pytest.mark.slow
+def test_hf_server_generates_with_smollm2(tmp_path, smollm2_dir):
+    bundle = Bundle.load(make_bundle(tmp_path / "bundle", smollm2_dir, "hf", n_gen=3, max_new_tokens=12))
+    url, server, thread = start_thread_server(bundle)
     try:
-        wait_healthy(url, None, None, timeout=300)
-        yield url, bundle
+        catalog = {it.item_id: it.title for it in bundle.catalog}
+        reqs = request_mix(list(catalog), 19, seed=1)  # one of each kind
+        results = run_mix(url, reqs, clients=4)
+        paths = check_answers(results, catalog)
+        assert paths[PATH_GENERATIVE] >= 1, paths
     finally:
         server.should_exit = True
         thread.join(30)
-
-
-def test_hf_server_mixed_requests(hf_server):
-    url, bundle = hf_server
-    catalog = {it.item_id: it.title for it in bundle.catalog}
-    reqs = request_mix(list(catalog), 19, seed=1)  # one of each kind
-    results = run_mix(url, reqs, clients=4)
-    paths = check_answers(results, catalog)
-    assert paths[PATH_GENERATIVE] >= 1, paths
-    health = httpx.get(url + "/health").json()
-    assert health["backend"] == "hf" and health["status"] == "ok"
