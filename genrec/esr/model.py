@@ -271,6 +271,11 @@ class DualViewModel(nn.Module):
             se, co = views["se"], views["co"]
             views = {"se": (se + self.se_over_co(se, co, allowed)) * keep,
                      "co": (co + self.co_over_se(co, se, allowed)) * keep}
+        if len(views) == 2 and not hasattr(self, "encoder_co"):
+            # one shared encoder: run both views as one stacked batch (same result, half the calls)
+            b = seqs.shape[0]
+            both = self.encoder(torch.cat([views["se"], views["co"]], 0), allowed.repeat(2, 1, 1), keep.repeat(2, 1, 1))
+            return torch.cat([both[:b], both[b:]], dim=-1)
         states = []
         for v in ("se", "co"):
             if v in views:

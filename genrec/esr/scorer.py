@@ -75,6 +75,7 @@ class FallbackScorer(_Base):
         self.meta = dict(meta or {})
         self.num_items = model.num_items
         self.max_len = model.cfg.max_len
+        self.chunk_size = 256  # histories per encoder call in batch scoring (sorted by length)
         with torch.inference_mode():
             self._tables = {k: v.detach().clone() for k, v in model.item_tables().items()}
             self._table = model.output_table(self._tables).contiguous()
@@ -128,9 +129,17 @@ class FallbackScorer(_Base):
             raise UnknownHistoryError(
                 f"history {empty[0]} has no item the model knows (item indices must be in [0, {self.num_items}); "
                 f"got {list(histories[empty[0]])[:10]})")
-        seqs = torch.from_numpy(pad_left(known, self.max_len))
+        if len(known) == 1:  # the serving case: no sorting, no copies
+            with torch.inference_mode():
+                return self.model.user_vectors(torch.from_numpy(pad_left(known, self.max_len)), self._tables).numpy()
+        out = np.empty((len(known), self._table.shape[1]), dtype=np.float32)
+        order = np.argsort([min(len(h), self.max_len) for h in known], kind="stable")  # little padding per chunk
         with torch.inference_mode():
-            return self.model.user_vectors(seqs, self._tables).numpy()
+            for start in range(0, len(known), self.chunk_size):
+                idx = order[start:start + self.chunk_size]
+                seqs = torch.from_numpy(pad_left([known[i] for i in idx], self.max_len))
+                out[idx] = self.model.user_vectors(seqs, self._tables).numpy()
+        return out
 
     def score_batch(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         """Scores [B, N] of every catalog item (for evaluation: full ranking, masking left to the metric)."""
