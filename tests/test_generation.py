@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import uuid
 
 import pytest
@@ -43,6 +44,25 @@ PROMPTS = [
 FIXED = " Glass beaker 500 ml | Brand: Pyrex\n"
 N = 3
 TOL = 1e-2
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_when_oversubscribed():
+    """On a machine busier than its cores (our shared dev boxes), OpenMP spin-waits made
+    2-thread generation ~10x slower than 1 thread; results do not depend on the thread count."""
+    if os.getloadavg()[0] <= (os.cpu_count() or 1):
+        yield
+        return
+    saved_threads, saved_env = torch.get_num_threads(), dict(os.environ)
+    torch.set_num_threads(1)
+    os.environ.update(OMP_NUM_THREADS="1", VLLM_CPU_OMP_THREADS_BIND="nobind")  # for the engine's processes
+    yield
+    torch.set_num_threads(saved_threads)
+    for key in ("OMP_NUM_THREADS", "VLLM_CPU_OMP_THREADS_BIND"):
+        if key in saved_env:
+            os.environ[key] = saved_env[key]
+        else:
+            os.environ.pop(key, None)
 
 
 def config(model: str, **kw) -> GenerationConfig:
