@@ -244,11 +244,21 @@ class Recommender:
 
     def fallback(self, prepared: Prepared, reason: str, samples: Sequence[Any] = ()) -> Recommendation:
         """The fallback scorer's answer, marked with its path and the reason it was used."""
-        pairs = self.fallback_scorer.recommend(list(prepared.history), prepared.k,
-                                               exclude_history=prepared.exclude_history)
+        path = self.fallback_path
+        try:
+            pairs = self.fallback_scorer.recommend(list(prepared.history), prepared.k,
+                                                   exclude_history=prepared.exclude_history)
+        except Exception as e:  # e.g. a fallback model that knows none of these items
+            if self.popularity is None:
+                raise
+            log.warning("fallback scorer failed (%s); answering from popularity", e)
+            exclude = prepared.history if prepared.exclude_history else ()
+            idx_arr, sc_arr = top_k_with_ties(self.popularity, prepared.k, exclude=exclude)
+            pairs = list(zip(idx_arr.tolist(), sc_arr.tolist()))
+            path, reason = PATH_POPULARITY, f"{reason}; fallback model failed: {type(e).__name__}: {e}"
         idx = [int(i) for i, _ in pairs]
         sc = [float(s) for _, s in pairs]
-        return Recommendation(self._items(idx, sc), self.fallback_path, list(prepared.unknown_ids), reason,
+        return Recommendation(self._items(idx, sc), path, list(prepared.unknown_ids), reason,
                               list(samples), prepared.prompt)
 
     def grounded_scores(self, samples_per_user: Sequence[Sequence[Any]]) -> np.ndarray:

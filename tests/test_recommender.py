@@ -154,13 +154,37 @@ def test_long_history_truncated_oldest_first(catalog, index, template):
     assert prompt.endswith(template.suffix)
 
 
-def test_hf_backend_is_deterministic_for_a_seed(smollm2_dir, catalog, index, template):
+def test_hf_backend_is_deterministic_for_a_seed(tmp_path, tokenizer, catalog, index, template):
+    """Same seed → same samples and list; another seed → other samples (the seed is used).
+    Determinism does not depend on the weights, so a tiny random Llama keeps this fast."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     from genrec.generation import GenerationConfig, make_generator
 
-    gen = make_generator(GenerationConfig(backend="hf", model=smollm2_dir, max_new_tokens=12, n=3, dtype="float32"))
+    LlamaForCausalLM(LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                                 vocab_size=len(tokenizer))).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    gen = make_generator(GenerationConfig(backend="hf", model=str(tmp_path), max_new_tokens=8, n=3, dtype="float32"))
     rec = make(catalog, index, template, gen, n_gen=3, n_preds=3, k=4, seed=7)
     a = rec.recommend(["i0", "i1"])
     b = rec.recommend(["i0", "i1"])
+    c = rec.recommend(["i0", "i1"], seed=8)
     assert [s.text for s in a.samples] == [s.text for s in b.samples]
+    assert [s.score for s in a.samples] == [s.score for s in b.samples]
     assert a.item_ids == b.item_ids and [it.score for it in a.items] == [it.score for it in b.items]
+    assert [s.text for s in a.samples] != [s.text for s in c.samples]
     assert len(a.items) == 4 and len(set(a.item_ids)) == 4
+
+
+def test_failing_fallback_model_is_answered_by_popularity(catalog, index, template):
+    from genrec.esr import UnknownHistoryError
+
+    class Broken:
+        def recommend(self, history, k, exclude_history=True):
+            raise UnknownHistoryError("history has no item the model knows")
+
+    rec = Recommender(catalog, index, template, FixedGenerator(error=RuntimeError("down")), Broken(),
+                      RecommenderSettings(k=2), fallback_path="fallback", popularity=COUNTS)
+    out = rec.recommend(["i2"])
+    assert out.path == PATH_POPULARITY and "fallback model failed" in out.reason
+    assert out.item_ids == ["i5", "i0"]
