@@ -130,3 +130,28 @@ def test_bundle_recommender_answers(tmp_path, tiny_model):
     assert answer.unknown_ids == ["not-an-item"]
     assert len(answer.items) == 5 and len(set(answer.item_ids)) == 5 and not set(ids) & set(answer.item_ids)
     assert answer.path in ("generative", PATH_POPULARITY)
+
+
+def test_adapter_merged_or_kept_apart(tmp_path, tiny_model):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    peft_model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        expected = peft_model(ids).logits
+
+    merged = Bundle.load(write_bundle(demo_config(tmp_path / "m", tiny_model, adapter=str(tmp_path / "adapter"))))
+    assert merged.adapter_path is None and merged.manifest["model"]["merged_from"]["adapter"]
+    with torch.no_grad():
+        got = AutoModelForCausalLM.from_pretrained(merged.model_path, dtype=torch.float32)(ids).logits
+    torch.testing.assert_close(got, expected, atol=5e-2, rtol=0)  # bf16 merge
+
+    apart = Bundle.load(write_bundle(demo_config(tmp_path / "a", tiny_model, adapter=str(tmp_path / "adapter"),
+                                                 merge_adapter=False)))
+    assert apart.adapter_path == str(tmp_path / "a" / "adapter")
+    assert (tmp_path / "a" / "adapter" / "adapter_config.json").exists()
+    assert apart.generation_config().adapter == apart.adapter_path
