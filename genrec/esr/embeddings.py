@@ -80,27 +80,38 @@ class LLMEncoder:
 
     def __init__(self, spec: str = "smollm2-135m", max_length: int = 128, batch_size: int = 32,
                  dtype: str = "float32", model=None, tokenizer=None, encoder_id: str | None = None) -> None:
-        import torch
-
         self.max_length = max_length
         self.batch_size = batch_size
+        self.dtype = dtype
+        self._path = None
         if model is None:
-            from transformers import AutoModel, AutoTokenizer
-
             from genrec.model_store import resolve_model
 
-            path = resolve_model(spec)
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModel.from_pretrained(path, dtype=getattr(torch, dtype))
-            sig = _file_signature(Path(path)) if Path(path).is_dir() else "hub"
+            self._path = resolve_model(spec)
+            sig = _file_signature(Path(self._path)) if Path(self._path).is_dir() else "hub"
             encoder_id = encoder_id or f"llm:{spec}:{sig}:{dtype}:maxlen{max_length}"
+        else:
+            self._setup(model, tokenizer)
+        self.encoder_id = encoder_id or f"llm:{type(model).__name__}:maxlen{max_length}"
+        self.calls = 0  # texts encoded so far (tests count them to see whether a cache was used)
+
+    def _setup(self, model, tokenizer) -> None:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "right"
-        self.model = model.eval()
+        self._model = model.eval()
         self.tokenizer = tokenizer
-        self.encoder_id = encoder_id or f"llm:{type(model).__name__}:maxlen{max_length}"
-        self.calls = 0  # texts encoded so far (tests count them to see whether a cache was used)
+
+    @property
+    def model(self):
+        """Loaded on first use, so a cache hit costs no model load."""
+        if getattr(self, "_model", None) is None:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+
+            self._setup(AutoModel.from_pretrained(self._path, dtype=getattr(torch, self.dtype)),
+                        AutoTokenizer.from_pretrained(self._path))
+        return self._model
 
     @property
     def dim(self) -> int:
@@ -114,6 +125,7 @@ class LLMEncoder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
+        model = self.model
         lengths = [len(t) for t in texts]
         order = np.argsort(lengths, kind="stable")[::-1]  # longest first: memory peak shows at once
         bar = tqdm(total=len(texts), desc=f"encoding ({self.encoder_id})", disable=not progress, unit="text")
@@ -122,7 +134,7 @@ class LLMEncoder:
                 idx = order[start:start + self.batch_size]
                 batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                        max_length=self.max_length, return_tensors="pt")
-                hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+                hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
                 out[idx] = pooled.float().numpy()
