@@ -66,24 +66,54 @@ class BM25Index:
     def build(cls, texts: Sequence[str], k1: float = 1.5, b: float = 0.75, stopwords: bool = True,
               show_progress: bool = False) -> BM25Index:
         """Index the item texts (one per catalog index, in catalog order)."""
-        import bm25s
-
-        if len(texts) == 0:
-            raise GenrecError("cannot build a BM25 index over an empty catalog")
         vocab: dict[str, int] = {}
         corpus_ids = [[vocab.setdefault(tok, len(vocab)) for tok in tokenize(t, stopwords)] for t in texts]
-        if not vocab:
+        return cls.from_token_ids(corpus_ids, vocab, k1=k1, b=b, stopwords=stopwords, show_progress=show_progress)
+
+    @classmethod
+    def from_token_ids(cls, corpus_ids: Sequence[Sequence[int]], vocab: dict[str, int], k1: float = 1.5,
+                       b: float = 0.75, stopwords: bool = True, show_progress: bool = False) -> BM25Index:
+        """Index an already tokenised catalog: ``corpus_ids[i]`` are item i's words as ids of
+        ``vocab`` (ids 0..len(vocab)-1), produced by :func:`tokenize` with ``stopwords``."""
+        import bm25s
+
+        if len(corpus_ids) == 0:
+            raise GenrecError("cannot build a BM25 index over an empty catalog")
+        if not vocab or not any(len(d) for d in corpus_ids):
             raise GenrecError("no item text has a single word: nothing to index")
         engine = bm25s.BM25(k1=k1, b=b, method="atire", idf_method="robertson")
         engine.index((corpus_ids, vocab), create_empty_token=False, show_progress=show_progress)
         s = engine.scores
         weights = sp.csr_matrix((s["data"], s["indices"], s["indptr"]),
                                 shape=(len(s["indptr"]) - 1, s["num_docs"]), dtype=np.float32)
-        if weights.shape != (len(vocab), len(texts)):  # bm25s changed how it lays out its matrix
+        if weights.shape != (len(vocab), len(corpus_ids)):  # bm25s changed how it lays out its matrix
             raise GenrecError(f"bm25s returned a {weights.shape} matrix for {len(vocab)} terms × "
-                              f"{len(texts)} items")
+                              f"{len(corpus_ids)} items")
         weights.eliminate_zeros()
-        return cls(weights, vocab, k1, b, stopwords)
+        return cls(weights, dict(vocab), k1, b, stopwords)
+
+    @classmethod
+    def from_counts(cls, counts: sp.spmatrix, vocab: dict[str, int], k1: float = 1.5, b: float = 0.75,
+                    stopwords: bool = True) -> BM25Index:
+        """The same weights as :meth:`build`, computed with vectorised scipy from a term-count
+        matrix [items, vocabulary] — for catalogs of millions of items, where bm25s's per-item
+        Python loop takes minutes and its token lists gigabytes."""
+        counts = sp.csr_matrix(counts, dtype=np.float64)
+        counts.sum_duplicates()
+        counts.eliminate_zeros()
+        n_items = counts.shape[0]
+        if n_items == 0 or counts.nnz == 0:
+            raise GenrecError("cannot build a BM25 index over an empty catalog")
+        df = np.bincount(counts.indices, minlength=counts.shape[1])
+        idf = np.maximum(np.log((n_items - df + 0.5) / (df + 0.5)), 0.0)
+        length = np.asarray(counts.sum(axis=1)).ravel()
+        norm = k1 * (1 - b + b * length / length.mean())
+        tf = counts.data
+        counts.data = idf[counts.indices] * tf * (k1 + 1) / (tf + np.repeat(norm, np.diff(counts.indptr)))
+        weights = counts.T.tocsr().astype(np.float32)
+        weights.eliminate_zeros()
+        weights.sort_indices()
+        return cls(weights, dict(vocab), k1, b, stopwords)
 
     def save(self, directory: str | Path) -> None:
         """``weights.npz`` + ``bm25.json`` (parameters and vocabulary), each written atomically."""

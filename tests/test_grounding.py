@@ -185,8 +185,13 @@ def scientific_texts() -> list[str]:
             for _, v in sorted(items.items(), key=lambda kv: int(kv[0]))]
 
 
-def test_bm25s_matches_rank_bm25_on_scientific(scientific_texts):
-    index = BM25Index.build(scientific_texts, k1=K1, b=B)
+@pytest.fixture(scope="module")
+def scientific_index(scientific_texts) -> BM25Index:
+    return BM25Index.build(scientific_texts, k1=K1, b=B)
+
+
+def test_bm25s_matches_rank_bm25_on_scientific(scientific_texts, scientific_index):
+    index = scientific_index
     reference = BM25Okapi([tokenize(t) for t in scientific_texts], k1=K1, b=B, epsilon=0)
     rng = np.random.default_rng(0)
     # queries like generated text: item titles, truncated, with a word the catalog never uses
@@ -205,3 +210,18 @@ def test_bm25s_matches_rank_bm25_on_scientific(scientific_texts):
         ref_sorted = np.sort(want)[::-1][:10]
         np.testing.assert_allclose([s for _, s in got], ref_sorted, rtol=1e-4, atol=1e-4)
         assert all(want[i] >= ref_sorted[-1] - 1e-4 for i, _ in got)
+
+
+def test_vectorised_builder_equals_bm25s(scientific_texts, scientific_index):
+    import scipy.sparse as sp
+
+    index = scientific_index
+    rows, cols = [], []
+    for i, text in enumerate(scientific_texts):
+        for tok in tokenize(text):
+            rows.append(i)
+            cols.append(index.vocab[tok])
+    counts = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(scientific_texts), len(index.vocab)))
+    fast = BM25Index.from_counts(counts, index.vocab, k1=K1, b=B)
+    assert fast.weights.shape == index.weights.shape and fast.weights.nnz == index.weights.nnz
+    assert abs(fast.weights - index.weights).max() < 1e-5
