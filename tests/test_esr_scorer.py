@@ -64,6 +64,21 @@ def test_save_load_round_trip(scorer, tmp_path):
         FallbackScorer.load(tmp_path)
 
 
+def test_load_refuses_a_scorer_from_another_catalog(tmp_path):
+    from genrec.data.catalog import Catalog, Item
+    from genrec.errors import GenrecError
+
+    cat = Catalog(Item(f"i{i}", f"item {i}") for i in range(N))
+    emb = np.random.default_rng(0).normal(size=(N, 48)).astype(np.float32)
+    s = FallbackScorer(DualViewModel(ESRConfig(hidden=16, max_len=20), N, emb),
+                       meta={"catalog_fingerprint": cat.fingerprint()})
+    s.save(tmp_path)
+    assert FallbackScorer.load(tmp_path, catalog=cat).num_items == N
+    other = Catalog(Item(f"i{i}", f"other {i}") for i in range(N))
+    with pytest.raises(GenrecError, match="another catalog"):
+        FallbackScorer.load(tmp_path, catalog=other)
+
+
 def test_popularity_scorer():
     pop = PopularityScorer([3, 9, 9, 0, 5])
     assert pop.recommend([], k=3) == [(1, 9.0), (2, 9.0), (4, 5.0)]

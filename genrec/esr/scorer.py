@@ -97,7 +97,8 @@ class FallbackScorer(_Base):
         return out
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> FallbackScorer:
+    def load(cls, directory: str | os.PathLike, catalog=None) -> FallbackScorer:
+        """Load a saved scorer; with ``catalog``, refuse one trained on another catalog."""
         path = Path(directory)
         cfg_path = path / CONFIG_FILE
         if not cfg_path.exists():
@@ -118,6 +119,12 @@ class FallbackScorer(_Base):
         state = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
         meta = {k: v for k, v in info.items() if k not in ("format", "version", "config", "num_items", "llm_dim")}
+        if catalog is not None:
+            want = catalog.fingerprint()
+            have = meta.get("catalog_fingerprint")
+            if len(catalog) != n or (have and have != want):
+                raise GenrecError(f"{cfg_path}: trained on another catalog ({n} items, fingerprint {have}); "
+                                  f"this catalog has {len(catalog)} items, fingerprint {want}")
         return cls(model, meta)
 
     # -- scoring ------------------------------------------------------------------------
