@@ -116,6 +116,9 @@ def test_trainer_learns_saves_best_and_resumes_after_a_kill(tmp_path):
     assert summary["epochs_run"] == 4 and (tmp_path / "b" / "best.pt").exists()
     for p1, p3 in zip(m1.state_dict().values(), m3.state_dict().values()):
         torch.testing.assert_close(p1, p3)
+    with pytest.raises(ValueError, match="other settings"):
+        m4 = DualViewModel(ESRConfig.sasrec(hidden=16, dropout=0.2, max_len=20), 30)
+        Trainer(m4, train, valid, cfg, tmp_path / "b").fit()
     # the best weights beat an untrained model on the toy task
     opt, _ = evaluate(m1, valid)
     untrained = DualViewModel(ESRConfig.sasrec(hidden=16, dropout=0.1, max_len=20), 30)

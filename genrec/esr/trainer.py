@@ -197,9 +197,16 @@ class Trainer:
 
     # -- state --------------------------------------------------------------------------
     def _state(self, epoch: int, best: float, best_epoch: int, bad: int, rng: np.random.Generator) -> dict:
-        return {"model": self.model.state_dict(), "optim": self.opt.state_dict(), "epoch": epoch,
+        return {"settings": self._settings(), "model": self.model.state_dict(), "optim": self.opt.state_dict(),
+                "epoch": epoch,
                 "best": best, "best_epoch": best_epoch, "bad": bad, "rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(), "history": self.history}
+
+    def _settings(self) -> dict:
+        """What must match for a checkpoint to be resumed (epochs and patience may grow)."""
+        train = {k: v for k, v in self.cfg.__dict__.items() if k not in ("epochs", "patience", "eval_batch_size", "threads")}
+        return {"model": self.model.cfg.to_dict(), "train": train, "num_items": self.model.num_items,
+                "users": len(self.users)}
 
     def validate(self) -> dict[str, float]:
         opt, _ = evaluate(self.model, self.valid, self.cfg.eval_batch_size)
@@ -217,6 +224,9 @@ class Trainer:
         last, best_path = self.out / "last.pt", self.out / "best.pt"
         if last.exists():
             state = torch.load(last, weights_only=False)
+            if state.get("settings") != self._settings():
+                raise ValueError(f"{last}: checkpoint of a run with other settings; use another output folder "
+                                 f"or delete it (saved: {state.get('settings')}, now: {self._settings()})")
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optim"])
             start_epoch, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad"]
