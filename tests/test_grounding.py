@@ -81,9 +81,12 @@ def test_select_samples_sorts_dedups_and_cuts():
     assert [(s.text, s.score) for s in kept] == [(" b ", -0.5), ("c", -2.0), ("d", -2.0)]
 
 
+@pytest.mark.parametrize("kernel", ["scipy", "numba"])
 @pytest.mark.parametrize("case", [
     "dedup", "cut", "full_column", "constant_column", "modulation", "max_pool", "nothing"])
-def test_qrr_equals_literal_spec(case, small_index):
+def test_qrr_equals_literal_spec(case, kernel, small_index):
+    if kernel == "numba":
+        pytest.importorskip("numba")
     cases = {
         # duplicates of the best text (one with extra spaces) must not take N_preds slots
         "dedup": ([Sample("red beaker", -1.0), Sample("red  beaker", -1.5), Sample("red beaker", -2.0),
@@ -105,7 +108,7 @@ def test_qrr_equals_literal_spec(case, small_index):
     samples, n_preds, eps = cases[case]
     if case == "full_column":
         assert np.all(small_index.scores("red blue green pipette") > 0)
-    got = qrr_scores(samples, small_index, n_preds=n_preds, eps=eps)
+    got = qrr_batch([samples], small_index, n_preds=n_preds, eps=eps, kernel=kernel)[0]
     want = qrr_reference(samples, ITEMS, n_preds, eps)
     assert got.shape == (len(ITEMS),)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -225,3 +228,27 @@ def test_vectorised_builder_equals_bm25s(scientific_texts, scientific_index):
     fast = BM25Index.from_counts(counts, index.vocab, k1=K1, b=B)
     assert fast.weights.shape == index.weights.shape and fast.weights.nnz == index.weights.nnz
     assert abs(fast.weights - index.weights).max() < 1e-5
+
+
+def test_numba_and_scipy_kernels_agree_on_scientific(scientific_texts, scientific_index):
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(1)
+    users = []
+    for _ in range(20):
+        picks = rng.choice(len(scientific_texts), 12)
+        users.append([Sample(" ".join(scientific_texts[j].split()[: rng.integers(3, 15)]), float(-rng.random() * 10))
+                      for j in picks])
+    # both paths of the compiled kernel: samples that hit a handful of items (rare words) and
+    # samples that hit a large part of the catalog (common words)
+    df = np.diff(scientific_index.weights.indptr)
+    words = {i: w for w, i in scientific_index.vocab.items()}
+    rare = [words[i] for i in np.flatnonzero(df == 2)[:30]]
+    common = [words[i] for i in np.argsort(-df)[:40]]
+    users.append([Sample(w, -float(i)) for i, w in enumerate(rare[:12])])
+    users.append([Sample(" ".join(common[i:i + 5]), -float(i)) for i in range(0, 40, 5)])
+    users.append([Sample(rare[i] + " " + common[i], -float(i)) for i in range(12)])
+    assert (df[[scientific_index.vocab[w] for w in common[:5]]] * 8 >= scientific_index.num_items).all()
+    fast = qrr_batch(users, scientific_index, n_preds=10, eps=0.05, kernel="numba")
+    plain = qrr_batch(users, scientific_index, n_preds=10, eps=0.05, kernel="scipy")
+    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-6)
+    assert (fast > 0).sum(axis=1).min() > 0
