@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from genrec.generation._stop import cut_at_stop, eos_token_ids
-from genrec.generation.base import GenerationConfig, Sample
+from genrec.generation.base import GenerationConfig, Sample, resolve_dtype
 
 
 class HFGenerator:
@@ -25,7 +25,11 @@ class HFGenerator:
             from genrec.model_store import load_model_and_tokenizer, resolve_model
 
             model_dir = resolve_model(cfg.model)
-            dtype = cfg.dtype if cfg.dtype in ("bfloat16", "float32", "float16") else "float32"
+            dtype = resolve_dtype(cfg.dtype)
+            if dtype not in ("bfloat16", "float32", "float16"):
+                from genrec.errors import ConfigError
+
+                raise ConfigError(f"generation.dtype must be auto, bfloat16, float16 or float32; got {cfg.dtype!r}")
             model, tokenizer = load_model_and_tokenizer(model_dir, dtype=dtype)
             if cfg.adapter:
                 from peft import PeftModel

@@ -24,7 +24,7 @@ import os
 from collections.abc import AsyncIterator
 
 from genrec.generation._stop import cut_at_stop, eos_token_ids
-from genrec.generation.base import GenerationConfig, Sample
+from genrec.generation.base import GenerationConfig, Sample, resolve_dtype
 from genrec.hardware import torch_has_cuda
 
 
@@ -41,7 +41,7 @@ def _model_and_lora(cfg: GenerationConfig) -> tuple[str, str | None]:
 
 def engine_kwargs(cfg: GenerationConfig, model: str, lora: str | None) -> dict:
     """Keyword arguments of ``vllm.LLM`` / ``AsyncEngineArgs`` for this config."""
-    kwargs = dict(model=model, tokenizer=model, dtype=cfg.dtype, max_model_len=cfg.max_model_len,
+    kwargs = dict(model=model, tokenizer=model, dtype=resolve_dtype(cfg.dtype), max_model_len=cfg.max_model_len,
                   enforce_eager=cfg.enforce_eager, seed=cfg.seed if cfg.seed is not None else 0,
                   tensor_parallel_size=cfg.tensor_parallel_size, logprobs_mode="raw_logprobs")
     if torch_has_cuda():
