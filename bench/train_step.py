@@ -6,7 +6,7 @@ AdamW step, exactly as the Trainer runs it (``CALRecModel``). The two modes alte
 step so load on a shared machine hits both alike; the median is reported.
 
     python bench/train_step.py            # 5 measured steps per mode
-    python bench/train_step.py --quick    # 2 measured steps per mode (under a minute on a free machine)
+    python bench/train_step.py --quick    # 1 measured step per mode
 
 Last line: JSON with ``contrastive_over_nig`` (target ≤ 1.25).
 """
@@ -54,8 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--precision", default="auto", help="auto | bf16-weights | bf16-autocast | fp32")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     args = p.parse_args(argv)
-    steps = 2 if args.quick else args.steps
+    steps = 1 if args.quick else args.steps
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from genrec.training.collator import CALRecCollator
     from genrec.training.config import LossConfig, TrainConfig
@@ -71,14 +74,15 @@ def main(argv: list[str] | None = None) -> int:
                  for m, loss in modes.items()}
     params = [q for q in wrapped.model.parameters() if q.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    rows = make_rows(tokenizer, args.batch * (steps + 1), args.seq_len)
-    batches = [rows[i * args.batch:(i + 1) * args.batch] for i in range(steps + 1)]
+    rows = make_rows(tokenizer, args.batch * steps, args.seq_len)
+    # Batch 0 is a small warm-up (lazy initialisation, allocator) that is not measured.
+    batches = [make_rows(tokenizer, 2, 64, seed=1)] + [rows[i * args.batch:(i + 1) * args.batch]
+                                                      for i in range(steps)]
     times: dict[str, list[float]] = {m: [] for m in modes}
     tokens = {}
     for b, batch_rows in enumerate(batches):
         for m in modes:
             batch = collators[m](batch_rows)
-            tokens[m] = int(batch["attention_mask"].sum())
             t0 = time.perf_counter()
             with torch.autocast("cpu" if not torch.cuda.is_available() else "cuda", dtype=torch.bfloat16,
                                 enabled=autocast):
@@ -86,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             out["loss"].backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            if b > 0:  # the first batch warms up
+            if b > 0:
                 times[m].append(time.perf_counter() - t0)
+                tokens[m] = int(batch["attention_mask"].sum())
             print(f"batch {b} {m:10s} {time.perf_counter() - t0:7.2f} s  loss {out['loss'].item():.3f}",
                   file=sys.stderr)
     t_len = [len(tokenizer(r["target"], add_special_tokens=False)["input_ids"]) for r in rows]

@@ -262,7 +262,6 @@ def test_demo_stage1_then_stage2_on_smollm2_generates_parseable_items(tmp_path, 
     from genrec.prompting import PromptTemplate
     from genrec.training import TrainConfig, run_stage
 
-    torch.set_num_threads(2)
     configs = REPO / "finetune" / "configs"
     s1 = run_stage(load_config(TrainConfig, configs / "demo_stage1.yaml", [f"output_dir={tmp_path / 's1'}"]))
     assert s1.completed and s1.adapter_dir is not None
@@ -275,7 +274,7 @@ def test_demo_stage1_then_stage2_on_smollm2_generates_parseable_items(tmp_path, 
     template = PromptTemplate.load("calrec_compact")
     split = leave_one_out(demo_datasets()["electronics"])
     ex = split.valid[0]
-    prompt = template.render_history([split.dataset.catalog[i] for i in ex.history[-8:]], tokenizer, 200)
+    prompt = template.render_history([split.dataset.catalog[i] for i in ex.history[-8:]], tokenizer, 140)
     base = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.bfloat16)
     model = PeftModel.from_pretrained(base, str(s2.adapter_dir)).eval()
     ids = tokenizer(prompt, return_tensors="pt").input_ids

@@ -41,17 +41,29 @@ class StageResult:
     train_seconds: float = 0.0
 
 
+def cpu_has_fast_bf16() -> bool:
+    """True where oneDNN has native bf16 kernels (AVX-512 BF16 / AMX class CPUs).
+
+    Measured: without them (an AMD EPYC without AVX-512 here) a bf16 matmul ran 6x slower
+    than fp32 and a SmolLM2 forward 2x slower, so ``auto`` must not pick bf16 there.
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def choose_precision(precision: str, cuda: bool) -> tuple[torch.dtype, bool]:
     """(weights dtype, autocast bf16?) for a ``precision`` setting on this machine.
 
-    ``auto``: on CUDA fp32 weights with bf16 autocast where supported; on CPU frozen bf16
-    weights with fp32 LoRA parameters (measured faster on CPU than autocast, see
-    ``bench/train_step.py --precision``).
+    ``auto``: on CUDA fp32 weights with bf16 autocast where supported; on a CPU with native
+    bf16 kernels frozen bf16 weights with fp32 LoRA parameters (ENVIRONMENT.md: 8.3 s vs
+    12.7 s fp32 per step on an AVX-512 machine); on other CPUs fp32.
     """
     if precision == "auto":
         if cuda:
             return torch.float32, torch.cuda.is_bf16_supported()
-        return torch.bfloat16, False
+        return (torch.bfloat16 if cpu_has_fast_bf16() else torch.float32), False
     table = {"bf16-weights": (torch.bfloat16, False), "bf16-autocast": (torch.float32, True),
              "fp32": (torch.float32, False)}
     if precision not in table:
