@@ -250,6 +250,25 @@ def test_killed_run_resumes_with_the_same_loss_curve(tiny_dir, tmp_path):
             assert b[step][key] == pytest.approx(a[step][key], abs=1e-5), (step, key)
 
 
+def test_rank_fn_scores_validation_users_with_qrr_grounding(tiny_dir, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    from genrec.data.demo import demo_datasets
+    from genrec.data.preprocess import leave_one_out
+    from genrec.prompting import PromptTemplate
+    from genrec.training.config import ValidationConfig
+    from genrec.training.validation import make_rank_fn
+
+    splits = {"kitchen": leave_one_out(demo_datasets()["kitchen"])}
+    cfg = ValidationConfig(ranking_users=3, n_gen=2, n_preds=2, max_new_tokens=6)
+    rank_fn = make_rank_fn(splits, PromptTemplate.load("calrec_compact"), tokenizer, cfg, prompt_tokens=80)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    first, again = rank_fn(model), rank_fn(model)
+    assert set(first) == {"ndcg@10", "ndcg@10_pes", "recall@10"}
+    assert 0.0 <= first["ndcg@10_pes"] <= first["ndcg@10"] <= 1.0
+    assert first == again  # a fixed user sample and seeded generation: comparable across checkpoints
+
+
 @pytest.mark.slow
 def test_demo_stage1_then_stage2_on_smollm2_generates_parseable_items(tmp_path, smollm2_dir, tokenizer):
     """The demo configs end to end on the real SmolLM2-135M (CPU, minutes)."""
