@@ -23,8 +23,8 @@ class MainJobConfig:
     seed: int = 0
     model: str = "smollm2-135m"
     target_category: str = "electronics"
-    stage1_steps: int = 24
-    stage2_steps: int = 12
+    stage1_steps: int = 12
+    stage2_steps: int = 6
     batch_size: int = 4
     fallback_epochs: int = 15
     eval_users: int = 40             # users sampled for the generative path (CPU generation is slow)
@@ -55,7 +55,7 @@ def fine_tune(cfg: MainJobConfig, names: list[str]) -> Path:
     from genrec.training.config import ValidationConfig
 
     out = Path(cfg.output_dir)
-    common = dict(model=cfg.model, template="calrec_compact", max_tokens=256, max_target_tokens=48, max_history=8,
+    common = dict(model=cfg.model, template="calrec_compact", max_tokens=160, max_target_tokens=48, max_history=5,
                   batch_size=cfg.batch_size, lr=3e-4, save_total_limit=1, logging_steps=4, seed=cfg.seed,
                   validation=ValidationConfig(max_examples=8, eval_steps=0, batch_size=8))
     stage1 = TrainConfig(datasets=[DatasetSource(format="demo", name=n) for n in names],
@@ -71,20 +71,26 @@ def fine_tune(cfg: MainJobConfig, names: list[str]) -> Path:
     return Path(r2.adapter_dir)
 
 
-def train_fallback(cfg: MainJobConfig) -> Path | None:
-    """The LLM-ESR fallback on the target shop; None when that part is unavailable."""
-    try:
-        from genrec.esr.pipeline import FallbackSettings, train_fallback_model
-    except ImportError:
-        print("LLM-ESR fallback not available in this build; popularity answers as the fallback")
-        return None
-    settings = FallbackSettings(dataset=DatasetSource(format="demo", name=cfg.target_category),
-                                output_dir=str(Path(cfg.output_dir) / "fallback"))
-    settings.train.epochs = cfg.fallback_epochs
-    return train_fallback_model(settings)
+def train_fallback(cfg: MainJobConfig) -> Path:
+    """The LLM-ESR fallback on the target shop, on SmolLM2 item embeddings (cached)."""
+    from genrec.esr.embeddings import EncoderConfig
+    from genrec.esr.model import ESRConfig
+    from genrec.esr.pipeline import FallbackSettings, train_and_test
+    from genrec.esr.trainer import TrainConfig
+    from genrec.metrics import format_table
+
+    settings = FallbackSettings(
+        dataset=DatasetSource(format="demo", name=cfg.target_category), model="llmesr",
+        esr=ESRConfig(hidden=32, layers=2, heads=1, dropout=0.2, max_len=50, alpha=0.1, n_similar=5),
+        train=TrainConfig(lr=1e-3, batch_size=64, epochs=cfg.fallback_epochs, patience=5, threads=1),
+        encoder=EncoderConfig(kind="llm", model=cfg.model, max_length=24, batch_size=32),
+        user_embeddings="item_mean", output_dir=str(Path(cfg.output_dir) / "fallback"))
+    result = train_and_test(settings)
+    print(format_table({"llmesr (all test users)": result["test"]}))
+    return Path(result["scorer_dir"])
 
 
-def write_demo_bundle(cfg: MainJobConfig, adapter: Path, fallback: Path | None) -> Path:
+def write_demo_bundle(cfg: MainJobConfig, adapter: Path, fallback: Path) -> Path:
     from genrec.bundle import BundleConfig, BundleSettings, write_bundle
 
     settings = BundleSettings()
@@ -92,19 +98,19 @@ def write_demo_bundle(cfg: MainJobConfig, adapter: Path, fallback: Path | None) 
     settings.generation = {"backend": cfg.backend, "max_new_tokens": cfg.max_new_tokens, "temperature": 1.0}
     bundle = BundleConfig(out=str(Path(cfg.output_dir) / "bundle"),
                           dataset=DatasetSource(format="demo", name=cfg.target_category), model=cfg.model,
-                          adapter=str(adapter), fallback=str(fallback) if fallback else "", settings=settings,
+                          adapter=str(adapter), fallback=str(fallback), settings=settings,
                           overwrite=True)
     return write_bundle(bundle)
 
 
-def evaluate_demo(cfg: MainJobConfig, bundle: Path, fallback: Path | None) -> dict:
+def evaluate_demo(cfg: MainJobConfig, bundle: Path, fallback: Path) -> dict:
     from genrec.evaluation import EvalConfig, GenerativeEvalSettings, results_markdown, run_evaluation
 
-    methods = ["popularity"] + (["llmesr"] if fallback else []) + ["calrec"]
+    methods = ["popularity", "llmesr", "calrec"]
     ev = EvalConfig(dataset=DatasetSource(format="demo", name=cfg.target_category), split="test",
                     methods=methods, sample_users=cfg.eval_users, sample_all_methods=True, seed=cfg.seed,
                     output_dir=str(Path(cfg.output_dir) / "eval"),
-                    model_dirs={"llmesr": str(fallback)} if fallback else {},
+                    model_dirs={"llmesr": str(fallback)},
                     generative=GenerativeEvalSettings(bundle=str(bundle), batch_users=8))
     result = run_evaluation(ev)
     print(results_markdown(result))

@@ -1,0 +1,105 @@
+"""Train and test one fallback model (LLM-ESR, SASRec or popularity) on a dataset's split.
+
+The logic behind ``finetune/train_esr.py`` and the main job's fallback step: leave-one-out
+split, cached LLM embeddings, early-stopped training, a servable scorer saved to
+``<output_dir>/scorer``, and test metrics (full ranking, overall and head/tail) in
+``<output_dir>/results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genrec.cache import cache_dir
+from genrec.config import to_dict
+from genrec.data.groups import head_items, head_users
+from genrec.data.preprocess import leave_one_out
+from genrec.data.source import DatasetSource
+from genrec.errors import ConfigError
+from genrec.esr.embeddings import (
+    EncoderConfig,
+    item_embeddings,
+    make_encoder,
+    user_embeddings,
+    user_embeddings_from_items,
+)
+from genrec.esr.index import similar_users
+from genrec.esr.model import DualViewModel, ESRConfig
+from genrec.esr.scorer import FallbackScorer, PopularityScorer
+from genrec.esr.trainer import TrainConfig, Trainer, evaluate
+from genrec.metrics import evaluate_ranking
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FallbackSettings:
+    dataset: DatasetSource = field(default_factory=lambda: DatasetSource(format="demo", name="electronics"))
+    model: str = "llmesr"  # llmesr | sasrec | popularity
+    esr: ESRConfig = field(default_factory=ESRConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # item (and user) text encoder
+    user_embeddings: str = "prompt"  # prompt (LLM-ESR user prompt) | item_mean (mean of training-item vectors)
+    cache: str = ""  # embedding cache folder; default <genrec cache>/esr/<dataset>-<catalog fingerprint>
+    output_dir: str = "runs/esr"
+    mask_history: bool = True  # history items excluded from the ranking (stated in every report)
+
+
+def train_and_test(cfg: FallbackSettings) -> dict:
+    """Train ``cfg.model``, save its scorer, test it; returns the results dict (also written)."""
+    if cfg.model not in ("llmesr", "sasrec", "popularity"):
+        raise ConfigError(f"model must be llmesr, sasrec or popularity, got {cfg.model!r}")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = cfg.dataset.load()
+    split = leave_one_out(ds)
+    log.info("%s; %d validation and %d test users", ds.stats_line(), len(split.valid), len(split.test))
+    n_items = len(ds.catalog)
+    summary: dict = {}
+    t0 = time.perf_counter()
+    if cfg.model == "popularity":
+        scorer = PopularityScorer.from_training(split.train, n_items)
+        scorer.save(out / "scorer")
+    else:
+        esr = ESRConfig.sasrec(hidden=cfg.esr.hidden, layers=cfg.esr.layers, heads=cfg.esr.heads,
+                               dropout=cfg.esr.dropout, max_len=cfg.esr.max_len) if cfg.model == "sasrec" else cfg.esr
+        cache = Path(cfg.cache) if cfg.cache else cache_dir() / "esr" / f"{ds.name}-{ds.catalog.fingerprint()}"
+        item_vecs, similar = None, None
+        if esr.uses_semantic or esr.co_init == "pca" or esr.distill:
+            encoder = make_encoder(cfg.encoder)
+            t_emb = time.perf_counter()
+            item_vecs = item_embeddings(ds.catalog, encoder, cache)
+            summary["item_embedding_s"] = round(time.perf_counter() - t_emb, 1)
+            if esr.distill:
+                t_emb = time.perf_counter()
+                if cfg.user_embeddings == "prompt":
+                    users, user_vecs = user_embeddings(ds.catalog, split.train, encoder, cache)
+                elif cfg.user_embeddings == "item_mean":
+                    users, user_vecs = user_embeddings_from_items(split.train, item_vecs)
+                else:
+                    raise ConfigError(f"user_embeddings must be prompt or item_mean, got {cfg.user_embeddings!r}")
+                nn = similar_users(user_vecs, esr.n_similar)
+                similar = {u: [users[j] for j in row] for u, row in zip(users, nn)}
+                summary["user_embedding_s"] = round(time.perf_counter() - t_emb, 1)
+        model = DualViewModel(esr, n_items, item_vecs)
+        log.info("%s: %d trainable parameters", cfg.model, sum(p.numel() for p in model.parameters() if p.requires_grad))
+        fit = Trainer(model, split.train, split.valid, cfg.train, out / "checkpoints", similar).fit()
+        summary.update({k: v for k, v in fit.items() if k != "history"})
+        scorer = FallbackScorer(model, meta={"model": cfg.model, "dataset": ds.name,
+                                             "catalog_fingerprint": ds.catalog.fingerprint()})
+        scorer.save(out / "scorer")
+    summary["train_total_s"] = round(time.perf_counter() - t0, 1)
+    t_eval = time.perf_counter()
+    opt, pes = evaluate(scorer, split.test, mask_history=cfg.mask_history)
+    report = evaluate_ranking(opt, pes, [e.user for e in split.test], [e.target for e in split.test],
+                              head_users(split.train), head_items(split.train, n_items))
+    summary["test_eval_s"] = round(time.perf_counter() - t_eval, 1)
+    result = {"model": cfg.model, "dataset": ds.name, "mask_history": cfg.mask_history, "split": "leave_one_out",
+              "ranking": "full catalog", "test": report, "training": summary, "settings": to_dict(cfg),
+              "scorer_dir": str(out / "scorer")}
+    (out / "results.json").write_text(json.dumps(result, indent=1))
+    return result
