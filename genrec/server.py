@@ -176,16 +176,11 @@ def make_backend(bundle: Bundle, backend: str | None = None, generator: Any = No
     if generator is not None:
         return ThreadBackend(generator=generator)
     cfg = bundle.generation_config(backend, **gen_overrides)
-    name = cfg.backend
-    if name == "auto":
-        from genrec.generation import vllm_available
+    from genrec.generation import resolve_backend
 
-        name = "vllm" if vllm_available() else "hf"
-    if name == "vllm":
+    if resolve_backend(cfg.backend) == "vllm":
         return VLLMBackend(cfg)
-    if name == "hf":
-        return ThreadBackend(cfg)
-    raise GenrecError(f"unknown generation backend {name!r} (auto | vllm | hf)")
+    return ThreadBackend(cfg)
 
 
 # -- metrics ---------------------------------------------------------------------------------

@@ -17,21 +17,26 @@ def vllm_available() -> bool:
     return True
 
 
+def resolve_backend(name: str) -> str:
+    """``auto`` → vllm where it imports, else hf; vllm and hf as given; anything else is an error."""
+    if name == "auto":
+        return "vllm" if vllm_available() else "hf"
+    if name not in ("vllm", "hf"):
+        from genrec.errors import ConfigError
+
+        raise ConfigError(f"generation.backend must be auto, vllm or hf; got {name!r}")
+    return name
+
+
 def make_generator(cfg: GenerationConfig) -> Generator:
-    backend = cfg.backend
-    if backend == "auto":
-        backend = "vllm" if vllm_available() else "hf"
+    backend = resolve_backend(cfg.backend)
     if backend == "vllm":
         from genrec.generation.vllm_backend import VLLMGenerator
 
         return VLLMGenerator(cfg)
-    if backend == "hf":
-        from genrec.generation.hf import HFGenerator
+    from genrec.generation.hf import HFGenerator
 
-        return HFGenerator(cfg)
-    from genrec.errors import ConfigError
-
-    raise ConfigError(f"generation.backend must be auto, vllm or hf; got {backend!r}")
+    return HFGenerator(cfg)
 
 
-__all__ = ["GenerationConfig", "Generator", "Sample", "make_generator", "vllm_available"]
+__all__ = ["GenerationConfig", "Generator", "Sample", "make_generator", "resolve_backend", "vllm_available"]
