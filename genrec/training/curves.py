@@ -1,0 +1,125 @@
+"""Loss curves of a CALRec run, read back from each stage's ``metrics.jsonl``.
+
+A long CPU run is continued across invocations, so a stage's log can repeat steps (a resumed
+run logs again from its checkpoint); the last record of a step wins, which is the curve the
+finished adapter actually followed. Windowed means of L_NIG, L_TT and L_UT per stage make the
+Markdown table a results page or closing note shows; the PNG draws the raw logged points.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genrec.errors import DataError
+
+from .stages import METRICS_FILE
+
+TRAIN_KEYS = ("loss", "nig", "tt", "ut")
+EVAL_KEYS = ("eval_loss", "eval_nig", "eval_tt", "eval_ut", "eval_ndcg@10")
+
+
+@dataclass
+class StageLog:
+    """One stage's training records (one per logged step) and evaluation records."""
+
+    name: str
+    train: list[dict] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+
+    @property
+    def wall_s(self) -> float:
+        """Seconds between the first and the last training record (pauses between invocations included)."""
+        times = [r["time"] for r in self.train if "time" in r]
+        return max(times) - min(times) if len(times) > 1 else 0.0
+
+
+def read_stage_log(run_dir: str | Path, name: str | None = None) -> StageLog:
+    """Read ``run_dir/metrics.jsonl``; a line cut by a kill is skipped only when it is the last."""
+    run_dir = Path(run_dir)
+    path = run_dir / METRICS_FILE if run_dir.is_dir() else run_dir
+    if not path.exists():
+        raise DataError(path, "no training log here (is this a finetune/train_calrec.py output_dir?)")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    train: dict[int, dict] = {}
+    evals: dict[int, dict] = {}
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if lineno == len(lines):
+                continue
+            raise DataError(path, f"not JSON ({e.msg})", line=lineno) from None
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            raise DataError(path, "a log record needs an integer 'step'", line=lineno, field="step")
+        if "eval_loss" in row or "eval_ndcg@10" in row:
+            evals[row["step"]] = row
+        elif "loss" in row:
+            train[row["step"]] = row
+    return StageLog(name or run_dir.name, [train[s] for s in sorted(train)], [evals[s] for s in sorted(evals)])
+
+
+def windowed_means(rows: list[dict], window: int, keys: tuple[str, ...] = TRAIN_KEYS) -> list[dict]:
+    """Mean of each key over steps (0, w], (w, 2w], ...; ``step`` is the window's last step."""
+    if window < 1:
+        raise ValueError("window must be ≥ 1")
+    buckets: dict[int, list[dict]] = {}
+    for r in rows:
+        buckets.setdefault(math.ceil(r["step"] / window), []).append(r)
+    out = []
+    for b in sorted(buckets):
+        group = buckets[b]
+        row: dict = {"step": b * window, "records": len(group)}
+        for k in keys:
+            vals = [float(r[k]) for r in group if k in r]
+            row[k] = sum(vals) / len(vals) if vals else None
+        out.append(row)
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+def curves_markdown(stages: list[StageLog], window: int) -> str:
+    """A table of windowed NIG / TT / UT (and total) per stage, then the evaluation records."""
+    lines = ["| stage | steps | loss | L_NIG | L_TT | L_UT |", "|---|---|---|---|---|---|"]
+    for st in stages:
+        for w in windowed_means(st.train, window):
+            lines.append(f"| {st.name} | {w['step'] - window + 1}–{w['step']} | {_fmt(w['loss'])} | "
+                         f"{_fmt(w['nig'])} | {_fmt(w['tt'])} | {_fmt(w['ut'])} |")
+    evals = [(st.name, r) for st in stages for r in st.evals]
+    if evals:
+        lines += ["", "| stage | step | val loss | val L_NIG | val L_TT | val L_UT | val NDCG@10 |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, r in evals:
+            lines.append(f"| {name} | {r['step']} | " + " | ".join(_fmt(r.get(k)) for k in EVAL_KEYS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(stages: list[StageLog], path: str | Path) -> None:
+    """NIG, TT and UT against the global step, stages drawn one after another."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharex=True)
+    offset = 0
+    for st in stages:
+        steps = [r["step"] + offset for r in st.train]
+        for ax, key in zip(axes, ("nig", "tt", "ut")):
+            ax.plot(steps, [r.get(key) for r in st.train], label=st.name, lw=1)
+        offset = steps[-1] if steps else offset
+    for ax, title in zip(axes, ("L_NIG (target tokens)", "L_TT (InfoNCE)", "L_UT (InfoNCE)")):
+        ax.set_title(title)
+        ax.set_xlabel("step (stages in sequence)")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
