@@ -29,6 +29,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from genrec.config import parse_args  # noqa: E402
+from genrec.data.jsonl import read_json_lines  # noqa: E402
 from genrec.errors import ConfigError, DataError  # noqa: E402
 from genrec.recommender import Recommendation, Recommender, RequestError  # noqa: E402
 
@@ -51,28 +52,17 @@ class BatchGenerateConfig:
 def read_users(path: str | Path) -> Iterator[tuple[str, list]]:
     """(user, history ids) per line; a bad line is a DataError naming its line and field."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(path, "users file not found")
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, f"invalid JSON: {e.msg}", line=n) from None
-            if not isinstance(row, dict):
-                raise DataError(path, "expected a JSON object", line=n)
-            if "user" not in row:
-                raise DataError(path, "missing", line=n, field="user")
-            if not isinstance(row.get("history"), list):
-                raise DataError(path, "must be a list of item ids", line=n, field="history")
-            user = str(row["user"])
-            if user in seen:
-                raise DataError(path, f"user {user!r} appears twice", line=n, field="user")
-            seen.add(user)
-            yield user, row["history"]
+    for n, row in read_json_lines(path, "users file"):
+        if "user" not in row:
+            raise DataError(path, "missing", line=n, field="user")
+        if not isinstance(row.get("history"), list):
+            raise DataError(path, "must be a list of item ids", line=n, field="history")
+        user = str(row["user"])
+        if user in seen:
+            raise DataError(path, f"user {user!r} appears twice", line=n, field="user")
+        seen.add(user)
+        yield user, row["history"]
 
 
 def users_done(output: str | Path) -> set[str]:

@@ -74,7 +74,7 @@ def test_bad_users_file_names_line_and_field(tmp_path):
     with pytest.raises(DataError, match=r"u.jsonl, line 2, field 'history'"):
         list(bg.read_users(f))
     f.write_text('{"user": "a", "history": []}\n{oops\n')
-    with pytest.raises(DataError, match="line 2: invalid JSON"):
+    with pytest.raises(DataError, match="line 2: invalid or truncated JSON"):
         list(bg.read_users(f))
     f.write_text('{"user": "a", "history": []}\n{"user": "a", "history": []}\n')
     with pytest.raises(DataError, match="appears twice"):

@@ -94,18 +94,13 @@ class Catalog:
 
     @classmethod
     def load(cls, path: str | Path) -> Catalog:
+        from genrec.data.jsonl import read_json_lines
         from genrec.errors import DataError
 
-        path = Path(path)
-        if not path.exists():
-            raise DataError(path, "catalog file not found")
         items = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    items.append(Item.from_dict(json.loads(line)))
-                except (json.JSONDecodeError, KeyError) as e:
-                    raise DataError(path, f"bad catalog row: {e}", line=n) from None
+        for n, row in read_json_lines(path, "catalog file"):
+            try:
+                items.append(Item.from_dict(row))
+            except KeyError as e:
+                raise DataError(path, f"bad catalog row: missing {e}", line=n) from None
         return cls(items)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genrec.data.catalog import Catalog
+from genrec.data.jsonl import read_json_lines
 
 
 @dataclass
@@ -58,20 +59,12 @@ class SequenceDataset:
         d = Path(directory)
         catalog = Catalog.load(d / "catalog.jsonl")
         path = d / "sequences.jsonl"
-        if not path.exists():
-            raise DataError(path, "sequences file not found")
         sequences: dict[str, list[int]] = {}
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    sequences[str(row["user"])] = [catalog.index_of(str(i)) for i in row["items"]]
-                except json.JSONDecodeError as e:
-                    raise DataError(path, f"invalid JSON: {e.msg}", line=n) from None
-                except KeyError as e:
-                    raise DataError(path, f"unknown item id or missing key {e}", line=n) from None
+        for n, row in read_json_lines(path, "sequences file"):
+            try:
+                sequences[str(row["user"])] = [catalog.index_of(str(i)) for i in row["items"]]
+            except KeyError as e:
+                raise DataError(path, f"unknown item id or missing key {e}", line=n) from None
         meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
         return cls(catalog, sequences, name=meta.get("name", d.name), dropped=meta.get("dropped", {}))
 

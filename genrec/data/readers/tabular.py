@@ -21,13 +21,13 @@ column that a file lacks is a DataError naming the file, the column and the colu
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 from genrec.data.catalog import Catalog, Item
 from genrec.data.dataset import SequenceDataset
+from genrec.data.jsonl import read_json_lines
 from genrec.data.readers._common import (
     SequenceBuilder,
     check_on_unknown_item,
@@ -45,19 +45,7 @@ def read_rows(path: Path, what: str = "table file") -> Iterator[tuple[int, dict]
     require_file(path, what)
     try:
         if path.suffix in (".jsonl", ".ndjson", ".json"):
-            with open(path, encoding="utf-8-sig") as f:
-                for n, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        hint = " (a JSON array? write one object per line: JSON Lines)" \
-                            if line.lstrip().startswith("[") else ""
-                        raise DataError(path, f"invalid or truncated JSON: {e.msg}{hint}", line=n) from None
-                    if not isinstance(row, dict):
-                        raise DataError(path, "expected a JSON object per line", line=n)
-                    yield n, row
+            yield from read_json_lines(path, what)
             return
         with open(path, encoding="utf-8-sig", newline="") as f:
             sample = f.read(4096)
