@@ -9,9 +9,10 @@ from pathlib import Path
 from genrec.errors import DataError
 
 
-def read_json_lines(path: str | Path, what: str = "file") -> Iterator[tuple[int, dict]]:
+def read_json_lines(path: str | Path, what: str = "file", allow_cut_tail: bool = False) -> Iterator[tuple[int, dict]]:
     """(line number, object) per non-blank line; a DataError naming the line on bad JSON,
-    a non-object line, or text that is not UTF-8."""
+    a non-object line, or text that is not UTF-8. ``allow_cut_tail``: a last line without its
+    newline that does not parse (an append cut by a kill) is skipped instead."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, f"{what} not found")
@@ -26,6 +27,8 @@ def read_json_lines(path: str | Path, what: str = "file") -> Iterator[tuple[int,
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
+                    if allow_cut_tail and not line.endswith("\n"):
+                        return
                     hint = " (a JSON array? write one object per line: JSON Lines)" \
                         if line.lstrip().startswith("[") else ""
                     raise DataError(path, f"invalid or truncated JSON: {e.msg}{hint}", line=n) from None

@@ -8,11 +8,11 @@ Markdown table a results page or closing note shows; the PNG draws the raw logge
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from genrec.data.jsonl import read_json_lines
 from genrec.errors import DataError
 
 from .stages import METRICS_FILE
@@ -37,24 +37,15 @@ class StageLog:
 
 
 def read_stage_log(run_dir: str | Path, name: str | None = None) -> StageLog:
-    """Read ``run_dir/metrics.jsonl``; a line cut by a kill is skipped only when it is the last."""
+    """Read ``run_dir/metrics.jsonl``; a last line cut by a kill is skipped."""
     run_dir = Path(run_dir)
     path = run_dir / METRICS_FILE if run_dir.is_dir() else run_dir
     if not path.exists():
         raise DataError(path, "no training log here (is this a finetune/train_calrec.py output_dir?)")
-    lines = path.read_text(encoding="utf-8").splitlines()
     train: dict[int, dict] = {}
     evals: dict[int, dict] = {}
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            if lineno == len(lines):
-                continue
-            raise DataError(path, f"not JSON ({e.msg})", line=lineno) from None
-        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+    for lineno, row in read_json_lines(path, "training log", allow_cut_tail=True):
+        if not isinstance(row.get("step"), int):
             raise DataError(path, "a log record needs an integer 'step'", line=lineno, field="step")
         if "eval_loss" in row or "eval_ndcg@10" in row:
             evals[row["step"]] = row
