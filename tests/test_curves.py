@@ -20,6 +20,7 @@ def test_resumed_steps_keep_the_last_record_and_windows_average_exactly(tmp_path
         {"step": 10, "time": 110.0, "loss": 2.0, "nig": 2.2, "tt": 1.0, "ut": 1.1},
         {"step": 10, "time": 300.0, "loss": 1.0, "nig": 1.2, "tt": 0.5, "ut": 0.6},   # resumed run re-logs step 10
         {"step": 10, "time": 301.0, "eval_loss": 1.5, "eval_nig": 1.6, "eval_tt": 0.7, "eval_ut": 0.8},
+        {"step": 10, "time": 302.0, "eval_ndcg@10": 0.25},   # the ranking metric comes as its own record
         {"step": 15, "time": 310.0, "loss": 0.5, "nig": 0.7, "tt": 0.25, "ut": 0.35},
     ]
     _write(tmp_path / "metrics.jsonl", rows, tail='{"step": 20, "loss"')   # a line cut by a kill
@@ -35,7 +36,7 @@ def test_resumed_steps_keep_the_last_record_and_windows_average_exactly(tmp_path
     assert w[1]["records"] == 1 and w[1]["tt"] == pytest.approx(0.25)
     md = curves_markdown([log], window=10)
     assert "| s1 | 1–10 | 2.000 | 2.200 | 1.250 | 1.350 |" in md
-    assert "| s1 | 10 | 1.500 | 1.600 | 0.700 | 0.800 | — |" in md
+    assert "| s1 | 10 | 1.500 | 1.600 | 0.700 | 0.800 | 0.250 |" in md
 
 
 def test_a_bad_line_inside_the_log_is_named(tmp_path):

@@ -48,7 +48,7 @@ def read_stage_log(run_dir: str | Path, name: str | None = None) -> StageLog:
         if not isinstance(row.get("step"), int):
             raise DataError(path, "a log record needs an integer 'step'", line=lineno, field="step")
         if "eval_loss" in row or "eval_ndcg@10" in row:
-            evals[row["step"]] = row
+            evals.setdefault(row["step"], {}).update(row)  # loss and ranking are logged apart
         elif "loss" in row:
             train[row["step"]] = row
     return StageLog(name or run_dir.name, [train[s] for s in sorted(train)], [evals[s] for s in sorted(evals)])
