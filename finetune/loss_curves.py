@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genrec.config import parse_args  # noqa: E402
+from genrec.errors import ConfigError, GenrecError  # noqa: E402
 from genrec.training.curves import curves_markdown, plot_curves, read_stage_log  # noqa: E402
 
 
@@ -24,8 +25,15 @@ class CurvesConfig:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(CurvesConfig, argv, description=__doc__.splitlines()[0])
-    stages = [read_stage_log(r) for r in cfg.runs]
-    print(curves_markdown(stages, cfg.window))
+    try:
+        if not cfg.runs:
+            raise ConfigError("runs: give the stage output_dirs, e.g. runs=runs/calrec_stage1,runs/calrec_stage2_scientific")
+        stages = [read_stage_log(r) for r in cfg.runs]
+        table = curves_markdown(stages, cfg.window)
+    except GenrecError as e:
+        print(f"loss_curves: error: {e}", file=sys.stderr)
+        return 2
+    print(table)
     for st in stages:
         print(f"{st.name}: {st.train[-1]['step'] if st.train else 0} steps logged, "
               f"{st.wall_s:.0f} s from first to last record")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from genrec.errors import DataError
+from genrec.errors import ConfigError, DataError
 from genrec.training.curves import curves_markdown, read_stage_log, windowed_means
 
 
@@ -48,3 +48,34 @@ def test_a_bad_line_inside_the_log_is_named(tmp_path):
         read_stage_log(tmp_path)
     with pytest.raises(DataError, match="no training log"):
         read_stage_log(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="window"):
+        windowed_means([{"step": 1, "loss": 1.0}], window=0)
+
+
+def _script():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "loss_curves", Path(__file__).resolve().parents[1] / "finetune" / "loss_curves.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["loss_curves"] = mod  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_script_prints_both_stages_and_draws_a_png(tmp_path, capsys):
+    for name, base in (("s1", 3.0), ("s2", 2.0)):
+        (tmp_path / name).mkdir()
+        _write(tmp_path / name / "metrics.jsonl",
+               [{"step": s, "time": float(s), "loss": base, "nig": base, "tt": 1.0, "ut": 1.0} for s in (5, 10)])
+    png = tmp_path / "curves.png"
+    rc = _script().main([f"runs={tmp_path / 's1'},{tmp_path / 's2'}", "window=10", f"png={png}"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "| s1 | 1–10 | 3.000 | 3.000 | 1.000 | 1.000 |" in out
+    assert "| s2 | 1–10 | 2.000 | 2.000 | 1.000 | 1.000 |" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _script().main([]) == 2
+    assert "runs: give the stage output_dirs" in capsys.readouterr().err

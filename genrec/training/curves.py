@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genrec.data.jsonl import read_json_lines
-from genrec.errors import DataError
+from genrec.errors import ConfigError, DataError
 
 from .stages import METRICS_FILE
 
@@ -57,7 +57,7 @@ def read_stage_log(run_dir: str | Path, name: str | None = None) -> StageLog:
 def windowed_means(rows: list[dict], window: int, keys: tuple[str, ...] = TRAIN_KEYS) -> list[dict]:
     """Mean of each key over steps (0, w], (w, 2w], ...; ``step`` is the window's last step."""
     if window < 1:
-        raise ValueError("window must be ≥ 1")
+        raise ConfigError(f"window: must be ≥ 1, got {window}")
     buckets: dict[int, list[dict]] = {}
     for r in rows:
         buckets.setdefault(math.ceil(r["step"] / window), []).append(r)
