@@ -23,8 +23,6 @@ from genrec.errors import GenrecError  # noqa: E402
 from genrec.esr.pipeline import FallbackSettings, train_and_test  # noqa: E402
 from genrec.metrics import format_group_table, format_table  # noqa: E402
 
-Settings = FallbackSettings  # the script's settings (kept under its old name for configs and tests)
-
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -14,6 +14,7 @@ epsilon is 0. Both engines see the same tokens (:func:`tokenize`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -221,18 +222,15 @@ def _qrr_scipy(scores: sp.csr_matrix, row_user: np.ndarray, factors: np.ndarray,
         row[cols] = np.maximum(row[cols], scaled)
 
 
+@functools.cache
 def _qrr_numba_kernel():
     """Steps 2-5 fused into one compiled pass per sample over the same sparse matrices, with a
     dense accumulator: each posting is read once and no sparse product is materialised (about
     2x faster than the scipy path at 1M items). Compiled on first use and cached on disk;
     None when numba is not installed."""
-    global _KERNEL
-    if _KERNEL is not None:
-        return _KERNEL or None
     try:
         from numba import njit
     except ImportError:
-        _KERNEL = False
         return None
 
     @njit(cache=True, nogil=True)
@@ -284,11 +282,7 @@ def _qrr_numba_kernel():
             for k in range(nt):
                 acc[touched[k]] = 0.0
 
-    _KERNEL = kernel
     return kernel
-
-
-_KERNEL = None
 
 
 def qrr_batch(samples_per_user: Sequence[Sequence[Sample]], index: BM25Index, n_preds: int = 10,

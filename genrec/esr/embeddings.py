@@ -84,6 +84,7 @@ class LLMEncoder:
         self.batch_size = batch_size
         self.dtype = dtype
         self._path = None
+        self._model = None  # loaded on first use when only a spec is given
         if model is None:
             from genrec.model_store import resolve_model
 
@@ -105,7 +106,7 @@ class LLMEncoder:
     @property
     def model(self):
         """Loaded on first use, so a cache hit costs no model load."""
-        if getattr(self, "_model", None) is None:
+        if self._model is None:
             import torch
             from transformers import AutoModel, AutoTokenizer
 

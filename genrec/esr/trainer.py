@@ -198,8 +198,7 @@ class Trainer:
     # -- state --------------------------------------------------------------------------
     def _state(self, epoch: int, best: float, best_epoch: int, bad: int, rng: np.random.Generator) -> dict:
         return {"settings": self._settings(), "model": self.model.state_dict(), "optim": self.opt.state_dict(),
-                "epoch": epoch,
-                "best": best, "best_epoch": best_epoch, "bad": bad, "rng": rng.bit_generator.state,
+                "epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad, "rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(), "history": self.history}
 
     def _settings(self) -> dict:
