@@ -1,4 +1,5 @@
-"""The HTTP service: ``POST /recommend``, ``GET /health``, ``GET /metrics`` (Prometheus).
+"""The HTTP service: ``POST /recommend``, ``GET /items?q=`` (catalog search), ``GET /health``,
+``GET /metrics`` (Prometheus), and a page at ``/`` to try it by hand (genrec.web_page).
 
 FastAPI on uvicorn. Generation runs in **vLLM's async engine inside the server process**
 (``AsyncLLM``), not behind vLLM's OpenAI-compatible server, because:
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -58,6 +59,7 @@ from genrec.recommender import PATH_GENERATIVE, PATHS, Prepared, Recommendation,
 log = logging.getLogger(__name__)
 
 MAX_BUDGET_MS = 600_000.0
+MAX_SEARCH_LIMIT = 200
 REQUEST_FIELDS = ("history", "k", "budget_ms", "exclude_history")
 
 
@@ -299,6 +301,22 @@ def parse_request(body: bytes, default_budget_ms: float) -> RecommendRequest:
     return RecommendRequest(history, k, float(budget), excl)
 
 
+def search_items(bundle: Bundle, query: str, limit: int, item_id: str | None = None) -> tuple[list[dict], int]:
+    """Catalog items whose title (or id) contains every word of ``query``, most popular first;
+    ``item_id`` looks one id up exactly. Returns (first ``limit`` matches, number of matches)."""
+    catalog, pop = bundle.catalog, bundle.popularity
+    if item_id is not None:
+        i = catalog.get_index(item_id)
+        hits = [] if i is None else [i]
+    else:
+        words = query.lower().split()
+        hits = [i for i, it in enumerate(catalog)
+                if all(w in it.title.lower() or w in it.item_id.lower() for w in words)]
+        hits.sort(key=lambda i: (-int(pop[i]), i))
+    return ([{"item_id": catalog[i].item_id, "title": catalog[i].title, "popularity": int(pop[i])}
+             for i in hits[:limit]], len(hits))
+
+
 def _problem_response(p: Problem) -> JSONResponse:
     body = {"error": p.message}
     if p.field:
@@ -379,6 +397,9 @@ def create_app(bundle: Bundle | str, backend: str | None = None, generator: Any 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await service.start()
+        on_ready = getattr(app.state, "on_ready", None)
+        if on_ready is not None:
+            on_ready()
         try:
             yield
         finally:
@@ -409,6 +430,24 @@ def create_app(bundle: Bundle | str, backend: str | None = None, generator: Any 
                              "unknown_ids": rec.unknown_ids, "reason": rec.reason,
                              "latency_ms": round(latency * 1000.0, 3)})
 
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> HTMLResponse:
+        from genrec.web_page import PAGE
+
+        return HTMLResponse(PAGE)
+
+    @app.get("/items")
+    async def items(q: str = "", limit: str = "20", id: str | None = None) -> JSONResponse:  # noqa: A002
+        try:
+            n = int(limit)
+        except ValueError:
+            n = -1
+        if not 1 <= n <= MAX_SEARCH_LIMIT:
+            return _problem_response(Problem(422, f"must be an integer in [1, {MAX_SEARCH_LIMIT}], got {limit!r}",
+                                             field="limit"))
+        found, total = search_items(bundle, q, n, id)
+        return JSONResponse({"items": found, "total": total})
+
     @app.get("/health")
     async def health() -> JSONResponse:
         return JSONResponse({
@@ -427,9 +466,23 @@ def create_app(bundle: Bundle | str, backend: str | None = None, generator: Any 
 
 
 def serve(bundle_dir: str, host: str = "127.0.0.1", port: int = 8000, backend: str | None = None,
-          log_level: str = "info", **gen_overrides: Any) -> None:
-    """Load a bundle and serve it with uvicorn until interrupted."""
+          log_level: str = "info", log_dir: str | None = "runs/serve/logs", **gen_overrides: Any) -> None:
+    """Load a bundle and serve it with uvicorn until interrupted. Engine and access logs go to
+    ``<log_dir>/serve.log`` (the console keeps the address and genrec's warnings); ``log_dir``
+    None leaves uvicorn's own console logging."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
+    from genrec import console
+
+    log_file = console.setup(log_dir, "serve") if log_dir else None
     app = create_app(bundle_dir, backend=backend, **gen_overrides)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.say(f"genrec serve: {bundle_dir} ({app.state.service.backend.name} backend); starting the engine ...")
+    if log_file is not None:
+        console.say(f"  engine and access logs: {log_file} (--verbose shows them here)")
+    app.state.on_ready = lambda: console.say(
+        f"  ready: open http://{shown}:{port}/ to try it (JSON API: POST /recommend, GET /items?q=, /health, "
+        "/metrics); Ctrl-C stops")
+    uvicorn.run(app, host=host, port=port, log_level=log_level,
+                log_config=None if log_file is not None and not console.is_verbose() else LOGGING_CONFIG)

@@ -16,6 +16,21 @@ PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 VENV="${VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 
+# Headless Chromium from Debian's packages, for the test that drives the server's page
+# (tests/test_web_page.py). Checked on every run, before the stamp: a no-op once installed, and
+# skipped with a note where we are not root or there is no apt-get.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing chromium (Debian package) for the page test"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends chromium >/dev/null; } \
+            || echo "setup: could not install chromium; tests/test_web_page.py will skip (fail under CI)"
+    else
+        echo "setup: chromium not found; install it (apt-get install chromium) to run tests/test_web_page.py"
+    fi
+fi
+
 CUDA="$("$VENV/bin/python" genrec/hardware.py cuda)"
 VLLM="$("$VENV/bin/python" genrec/hardware.py vllm)"
 STAMP="$VENV/.genrec-setup"
