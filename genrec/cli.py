@@ -28,8 +28,7 @@ def _demo(args: argparse.Namespace) -> int:
     from genrec.config import load_config
     from genrec.main_job import MainJobConfig, run_main_job
 
-    cfg = load_config(MainJobConfig, args.config, args.overrides)
-    run_main_job(cfg)
+    run_main_job(load_config(MainJobConfig, args.config, args.overrides))
     return 0
 
 
@@ -42,20 +41,34 @@ def _bundle(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from genrec.server import serve
 
-    serve(args.bundle, host=args.host, port=args.port, backend=args.backend)
+    serve(args.bundle, host=args.host, port=args.port, backend=args.backend, log_dir=args.log_dir or None)
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from genrec.config import load_config
-    from genrec.evaluation import EvalConfig, run_evaluation
+    from genrec.evaluation import EvalConfig, results_markdown, run_evaluation
 
     cfg = load_config(EvalConfig, args.config, args.overrides)
-    run_evaluation(cfg)
+    print(results_markdown(run_evaluation(cfg)))
     return 0
 
 
+# The settings dataclass of each config-driven sub-command (its --help lists every setting).
+SETTINGS = {"demo": ("genrec.main_job", "MainJobConfig"), "bundle": ("genrec.bundle", "BundleConfig"),
+            "evaluate": ("genrec.evaluation", "EvalConfig")}
+
+
+def _settings_class(command: str) -> type:
+    import importlib
+
+    module, name = SETTINGS[command]
+    return getattr(importlib.import_module(module), name)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from genrec.config import build_parser as config_parser
+
     parser = argparse.ArgumentParser(prog="genrec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -75,26 +88,35 @@ def build_parser() -> argparse.ArgumentParser:
         ("bundle", _bundle, "write a deployment bundle"),
         ("evaluate", _evaluate, "evaluate recommender paths on a split"),
     ]:
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("--config", help="YAML settings file")
-        p.add_argument("overrides", nargs="*", help="key=value overrides (dotted for nested)")
+        p = sub.add_parser(name, help=helptext, description=helptext)
+        config_parser(_settings_class(name), helptext, parser=p)
         p.set_defaults(func=func)
 
-    serve = sub.add_parser("serve", help="serve recommendations over HTTP from a bundle")
+    serve = sub.add_parser("serve", help="serve recommendations over HTTP from a bundle (a page at /)",
+                           description="Serve a bundle: a page to try it at /, POST /recommend, GET /items?q=, "
+                                       "/health, /metrics.")
     serve.add_argument("bundle", help="bundle directory (genrec bundle)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     serve.add_argument("--backend", default=None, help="vllm | hf (default: the bundle's setting)")
+    serve.add_argument("--log-dir", default="runs/serve/logs",
+                       help="folder of serve.log: engine and access logs (default: %(default)s; '' = console)")
+    serve.add_argument("--verbose", "-v", action="store_true", help="library and engine logs on the console too")
     serve.set_defaults(func=_serve)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from genrec import console
+    from genrec.config import apply_verbose
+
     args = build_parser().parse_args(argv)
+    apply_verbose(getattr(args, "verbose", False))
     try:
         return args.func(args)
     except GenrecError as e:
-        print(f"genrec: error: {e}", file=sys.stderr)
+        where = console.log_path()
+        print(f"genrec: error: {e}" + (f" (log: {where})" if where else ""), file=sys.stderr)
         return 2
 
 

@@ -136,12 +136,214 @@ def to_dict(obj: Any) -> dict:
     return dataclasses.asdict(obj)
 
 
-def parse_args(cls: type[T], argv: list[str] | None = None, description: str = "") -> T:
-    """The standard script entry: ``--config FILE`` plus ``key=value`` overrides."""
+# -- help: every setting as the dotted key it takes, with its type, default and meaning ----------
+@dataclasses.dataclass
+class SettingHelp:
+    key: str        # dotted, as typed on the command line (``lora.r``); ``[]`` marks list elements
+    type: str
+    default: str
+    help: str
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """Field name -> its comment in ``cls``'s source: the ``# comment`` ending the field's line,
+    else the ``#`` lines just above it. Empty when the source cannot be read (e.g. a REPL class)."""
+    import ast
+    import inspect
+    import io
+    import textwrap
+    import tokenize
+
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    trailing: dict[int, str] = {}
+    own_line: dict[int, str] = {}
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT:
+                text = tok.string.lstrip("#").strip()
+                (own_line if tok.line.strip().startswith("#") else trailing)[tok.start[0]] = text
+    except (tokenize.TokenError, IndentationError):
+        return {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    out: dict[str, str] = {}
+    for node in body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        lines = range(node.lineno, (node.end_lineno or node.lineno) + 1)
+        text = next((trailing[n] for n in lines if n in trailing), "")
+        if not text:
+            above, n = [], node.lineno - 1
+            while n in own_line:
+                above.insert(0, own_line[n])
+                n -= 1
+            text = " ".join(above)
+        if text:
+            out[node.target.id] = text
+    return out
+
+
+def _comments(cls: type) -> dict[str, str]:
+    """Comments of ``cls`` and its dataclass bases (a subclass's own comment wins)."""
+    merged: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            merged.update(_field_comments(klass))
+    return merged
+
+
+def _type_name(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is not None:
+        inner = ", ".join(_type_name(a) for a in args)
+        return f"{origin.__name__}[{inner}]" if inner else origin.__name__
+    if tp is type(None):
+        return "None"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _dataclass_in(tp: Any) -> tuple[type | None, bool]:
+    """(the dataclass a setting holds, whether it is a list of them), or (None, False)."""
+    if dataclasses.is_dataclass(tp):
+        return tp, False
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            found = _dataclass_in(a)
+            if found[0] is not None:
+                return found
+    if origin in (list, tuple) and args and dataclasses.is_dataclass(args[0]):
+        return args[0], True
+    return None, False
+
+
+_MISSING = object()
+
+
+def _default_value(f: dataclasses.Field, instance: Any) -> Any:
+    """The default of field ``f``: its value in ``instance`` (the enclosing default) when there
+    is one, else the field's own default; ``_MISSING`` when required."""
+    if instance is not None:
+        return getattr(instance, f.name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return _MISSING
+
+
+def _default_text(value: Any) -> str:
+    if value is _MISSING:
+        return "(required)"
+    if dataclasses.is_dataclass(value):
+        return "(section)"
+    if isinstance(value, list | tuple) and value and dataclasses.is_dataclass(value[0]):
+        text = f"[{len(value)} entries]"
+    elif isinstance(value, list | tuple | dict):
+        text = yaml.safe_dump(list(value) if isinstance(value, tuple) else value,
+                              default_flow_style=True, width=10_000).strip()
+    elif isinstance(value, str):
+        text = repr(value) if value == "" or value != value.strip() else value
+    elif value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def describe_settings(cls: type, prefix: str = "", instance: Any = None) -> list[SettingHelp]:
+    """Every setting of dataclass ``cls``, nested ones as dotted keys, in declaration order.
+
+    The meaning is ``field(metadata={"help": ...})`` when given, else the field's comment in
+    the class source; a field with neither still lists its type and default. Defaults of a
+    nested section are those of the enclosing default (``instance``), where there is one.
+    """
+    hints = typing.get_type_hints(cls)
+    comments = _comments(cls)
+    out: list[SettingHelp] = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        key = f"{prefix}{f.name}"
+        tp = hints.get(f.name, Any)
+        value = _default_value(f, instance)
+        meaning = str(f.metadata.get("help", "")) or comments.get(f.name, "")
+        inner, is_list = _dataclass_in(tp)
+        if inner is not None and not is_list:
+            optional = type(None) in typing.get_args(tp)
+            out.append(SettingHelp(key, _type_name(tp) if optional else "section", _default_text(value), meaning))
+            out.extend(describe_settings(inner, key + ".", value if dataclasses.is_dataclass(value) else None))
+        elif inner is not None:
+            out.append(SettingHelp(key, f"list[{inner.__name__}]", _default_text(value), meaning))
+            out.extend(describe_settings(inner, key + "[]."))
+        else:
+            out.append(SettingHelp(key, _type_name(tp), _default_text(value), meaning))
+    return out
+
+
+def settings_help(cls: type) -> str:
+    """The settings table ``--help`` prints after the usage."""
+    rows = describe_settings(cls)
+    w_key = min(42, max([len("key"), *(len(r.key) + 2 for r in rows)]))
+    w_type = min(22, max([len("type"), *(len(r.type) for r in rows)]))
+    w_def = min(18, max([len("default"), *(len(r.default) for r in rows if r.type != "section")]))
+    lines = [f"settings of {cls.__name__} (key=value after the options, dotted for nested; "
+             "the --config YAML file uses the same names):", "",
+             f"  {'key':<{w_key}}  {'type':<{w_type}}  {'default':<{w_def}}  meaning"]
+    for r in rows:
+        if r.type == "section":
+            head = f"  {r.key + '.*':<{w_key}}  {'section':<{w_type}}  {'':<{w_def}}"
+        else:
+            head = f"  {r.key:<{w_key}}  {r.type:<{w_type}}  {r.default:<{w_def}}"
+        lines.append(f"{head}  {r.help}".rstrip())
+    lines.append("")
+    lines.append("Values are read as YAML: lr=5e-5  flag=true  names=a,b  mapping='{a: 1}'.")
+    if any("[]." in r.key for r in rows):
+        lines.append("Keys with [] are fields of each entry of a list, e.g. "
+                     "datasets='[{format: demo, name: electronics}]'.")
+    return "\n".join(lines)
+
+
+def build_parser(cls: type, description: str = "", prog: str | None = None, parser: Any = None):
+    """The argparse parser of a settings dataclass: ``--config``, ``--verbose``, ``key=value``."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", help="YAML file with settings")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, dotted for nested")
-    args = parser.parse_args(argv)
+    kwargs = dict(description=description, epilog=settings_help(cls),
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    if parser is None:
+        parser = argparse.ArgumentParser(prog=prog, **kwargs)
+    else:
+        for k, v in kwargs.items():
+            setattr(parser, k, v)
+    parser.add_argument("--config", help="YAML file with settings (the keys listed below)")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="show library and engine logs on the console too (same as GENREC_LOG=debug)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="settings on top of the YAML file, dotted for nested (see below)")
+    return parser
+
+
+def apply_verbose(verbose: bool) -> None:
+    """``--verbose`` sets ``GENREC_LOG=debug``, which genrec.console (and child processes) read."""
+    import os
+
+    if verbose:
+        os.environ["GENREC_LOG"] = "debug"
+
+
+def parse_args(cls: type[T], argv: list[str] | None = None, description: str = "") -> T:
+    """The standard script entry: ``--config FILE`` plus ``key=value`` overrides; ``--help``
+    lists every setting of ``cls``."""
+    args = build_parser(cls, description).parse_args(argv)
+    apply_verbose(args.verbose)
     return load_config(cls, args.config, args.overrides)

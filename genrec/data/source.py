@@ -21,11 +21,11 @@ class DatasetSource:
     mapping of the csv reader).
     """
 
-    format: str
-    path: str = ""
-    name: str | None = None
-    on_unknown_item: str = "error"
-    options: dict = field(default_factory=dict)
+    format: str                      # lcrec | recbole | p5 | dealrec | amazon2018 | csv | native | demo
+    path: str = ""                   # the dataset's folder or file (ignored for demo)
+    name: str | None = None          # dataset name (demo: electronics, kitchen or outdoors)
+    on_unknown_item: str = "error"   # error | drop: sequence items the catalog lacks
+    options: dict = field(default_factory=dict)  # reader options, e.g. the csv column mapping
 
     def load(self) -> SequenceDataset:
         if self.format == "demo":

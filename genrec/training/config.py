@@ -13,10 +13,10 @@ from genrec.data.source import DatasetSource
 
 @dataclass
 class LoRAConfig:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    r: int = 8                # LoRA rank (size of the low-rank update)
+    alpha: int = 16           # LoRA scaling numerator: the update is scaled by alpha / r
+    dropout: float = 0.05     # dropout on the LoRA input during training
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])  # layers adapted
 
 
 @dataclass
@@ -28,11 +28,11 @@ class LossConfig:
     beside it as ``calrec_heads.safetensors`` (not needed for generation).
     """
 
-    alpha: float = 0.125
-    beta: float = 0.025
-    tau: float = 0.5
-    projection_heads: bool = False
-    projection_dim: int = 0
+    alpha: float = 0.125            # weight of the user-target contrastive loss L_UT (0 = off)
+    beta: float = 0.025             # weight of the target-target contrastive loss L_TT (0 = off)
+    tau: float = 0.5                # temperature of both contrastive losses
+    projection_heads: bool = False  # a trained linear head per embedding before the contrastive losses
+    projection_dim: int = 0         # size of those heads (0 = the model's hidden size)
 
     @property
     def contrastive(self) -> bool:
@@ -49,28 +49,28 @@ class ValidationConfig:
     checkpoint by that validation metric.
     """
 
-    max_examples: int = 256
-    eval_steps: int = 0
-    batch_size: int = 8
-    ranking_users: int = 0
-    n_gen: int = 10
-    n_preds: int = 10
-    eps: float = 0.01
-    max_new_tokens: int = 48
-    temperature: float = 1.0
-    mask_history: bool = True
-    select_best: str = "last"
-    seed: int = 0
+    max_examples: int = 256         # validation rows for the validation loss (0 = none)
+    eval_steps: int = 0             # evaluate every N steps (0 = at every checkpoint)
+    batch_size: int = 8             # rows per validation batch
+    ranking_users: int = 0          # users for ranking NDCG@10 (0 = off; generates n_gen samples each)
+    n_gen: int = 10                 # samples generated per user for the ranking metric
+    n_preds: int = 10               # samples kept for QRR grounding
+    eps: float = 0.01               # ε of the exp(ε·s) score modulation in grounding
+    max_new_tokens: int = 48        # longest generated item text
+    temperature: float = 1.0        # sampling temperature of those samples
+    mask_history: bool = True       # history items excluded from the ranking
+    select_best: str = "last"       # last | loss | ndcg@10: which checkpoint becomes the final adapter
+    seed: int = 0                   # seed of the validation sample and the sampling
 
 
 @dataclass
 class TrainConfig:
     """One fine-tuning stage. Stage 2 = ``init_adapter`` set to the stage-1 adapter + one dataset."""
 
-    model: str = "smollm2-135m"
-    datasets: list[DatasetSource] = field(default_factory=list)
+    model: str = "smollm2-135m"             # base model: built-in name, local folder or Hugging Face id
+    datasets: list[DatasetSource] = field(default_factory=list)  # one per category (stage 1: several)
     init_adapter: str | None = None          # continue from this adapter (stage 2)
-    template: str = "calrec_compact"
+    template: str = "calrec_compact"         # prompt template: a name under prompts/ or a .yaml path
     max_tokens: int = 512                    # joint prompt + target budget (tokens)
     max_target_tokens: int = 64              # guard: longer targets are cut (and counted in the log)
     max_history: int | None = 50             # items kept before the token budget applies
@@ -80,21 +80,21 @@ class TrainConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    lr_scheduler: str = "constant_with_warmup"
-    max_grad_norm: float = 1.0
+    batch_size: int = 8                      # rows per device per step
+    grad_accum: int = 1                      # micro-batches accumulated per optimizer step
+    lr: float = 1e-4                         # peak learning rate (AdamW)
+    weight_decay: float = 0.0                # AdamW weight decay
+    warmup_steps: int = 0                    # linear warm-up steps
+    lr_scheduler: str = "constant_with_warmup"  # any transformers scheduler name (linear, cosine, ...)
+    max_grad_norm: float = 1.0               # gradient clipping norm
     max_steps: int = 1000                    # the stage's total optimizer steps
     run_steps: int = 0                       # steps per invocation (0 = until max_steps); resume continues
     time_budget_s: float = 0.0               # wall-time per invocation (0 = none); stops and saves
-    save_steps: int = 100
-    save_total_limit: int = 3
-    logging_steps: int = 10
-    seed: int = 0
-    output_dir: str = "runs/calrec"
+    save_steps: int = 100                    # checkpoint every N steps (resume point)
+    save_total_limit: int = 3                # checkpoints kept (oldest deleted)
+    logging_steps: int = 10                  # log losses to metrics.jsonl every N steps
+    seed: int = 0                            # seed of the data stream, LoRA init and dropout
+    output_dir: str = "runs/calrec"          # checkpoints, metrics.jsonl, adapter/, run.json
     precision: str = "auto"                  # auto | bf16-weights | bf16-autocast | fp32
     load_in_4bit: str = "no"                 # no | yes | auto (CUDA + bitsandbytes only; ignored elsewhere)
-    dataloader_workers: int = 0
+    dataloader_workers: int = 0              # DataLoader worker processes (0 = in the main process)
