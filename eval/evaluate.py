@@ -9,20 +9,30 @@ The CALRec path resumes from its per-user log after a kill: run the same command
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from genrec.config import parse_args
-from genrec.errors import GenrecError
-from genrec.evaluation import EvalConfig, results_markdown, run_evaluation
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from genrec import console  # noqa: E402
+from genrec.config import parse_args  # noqa: E402
+from genrec.errors import GenrecError  # noqa: E402
+from genrec.evaluation import EvalConfig, results_markdown, run_evaluation  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(EvalConfig, argv, description=__doc__.splitlines()[0])
+    log_file = console.setup(Path(cfg.output_dir) / "logs", "evaluate")
     try:
-        result = run_evaluation(cfg)
+        with console.step(None, None, f"evaluation of {', '.join(cfg.methods)} on the {cfg.split} split "
+                                      f"-> {cfg.output_dir}") as st:
+            console.say(f"  logs: {log_file}")
+            result = run_evaluation(cfg)
+            st.done(f"results.json, results.md, ndcg_by_group.png and run.json in {cfg.output_dir}")
     except GenrecError as e:
-        print(f"evaluate: error: {e}", file=sys.stderr)
+        console.error(f"evaluate: {e}")
         return 2
-    print(results_markdown(result))
+    console.say()
+    console.say(results_markdown(result).rstrip())
     return 0
 
 

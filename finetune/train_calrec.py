@@ -32,7 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from genrec import console  # noqa: E402
 from genrec.config import parse_args  # noqa: E402
+from genrec.errors import GenrecError  # noqa: E402
 from genrec.training import TrainConfig, run_stage  # noqa: E402
 
 
@@ -40,26 +42,36 @@ from genrec.training import TrainConfig, run_stage  # noqa: E402
 class ScriptConfig(TrainConfig):
     merge: bool = False           # also write output_dir/merged (base + adapter) when the stage completes
     threads: int = 0              # torch threads (0 = torch's default)
-    log_level: str = "INFO"
+    log_level: str = "INFO"       # level of output_dir/logs/train.log (DEBUG for more)
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(ScriptConfig, argv, description=__doc__.split("\n")[0])
-    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_file = console.setup(Path(cfg.output_dir) / "logs", "train")
+    logging.getLogger().setLevel(cfg.log_level.upper())
     if cfg.threads:
         import torch
 
         torch.set_num_threads(cfg.threads)
-    result = run_stage(cfg)
+    names = ", ".join(d.name or Path(d.path).name for d in cfg.datasets) or "(no datasets)"
+    stage = "stage 2 (continues " + cfg.init_adapter + ")" if cfg.init_adapter else "stage 1"
+    try:
+        with console.step(None, None, f"CALRec fine-tuning, {stage}, on {names} -> {cfg.output_dir}") as st:
+            console.say(f"  logs: {log_file}; run record: {Path(cfg.output_dir) / 'run.json'}")
+            result = run_stage(cfg)
+            st.done(f"{result.global_step} of {cfg.max_steps} steps" + (f", {result.summary}" if result.summary else ""))
+    except GenrecError as e:
+        console.error(str(e))
+        return 2
     if not result.completed:
-        print(f"stopped at step {result.global_step} of {cfg.max_steps}: run the same command again to continue")
+        console.say(f"stopped at step {result.global_step} of {cfg.max_steps}: run the same command again to continue")
         return 0
-    print(f"complete: {result.global_step} steps; adapter in {result.adapter_dir}; log {result.metrics_path}")
+    console.say(f"complete: {result.global_step} steps; adapter in {result.adapter_dir}; log {result.metrics_path}")
     if cfg.merge:
         from genrec.merge import merge_adapter
 
         merged = merge_adapter(cfg.model, result.adapter_dir, Path(cfg.output_dir) / "merged")
-        print(f"merged model in {merged}")
+        console.say(f"merged model in {merged}")
     return 0
 
 

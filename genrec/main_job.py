@@ -8,49 +8,50 @@ Every step resumes or reuses its output when run again.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from genrec import console
 from genrec.data.demo import demo_datasets
 from genrec.data.preprocess import leave_one_out
 from genrec.data.source import DatasetSource
+from genrec.run_record import RUN_RECORD, run_record, write_run_record
 
 
 @dataclass
 class MainJobConfig:
-    output_dir: str = "runs/demo"
-    seed: int = 0
-    model: str = "smollm2-135m"
-    target_category: str = "electronics"
-    stage1_steps: int = 12
-    stage2_steps: int = 6
-    batch_size: int = 4
-    fallback_epochs: int = 15
+    output_dir: str = "runs/demo"    # every step's folder goes under it (logs/ too)
+    seed: int = 0                    # seed of the demo data, training, sampling and evaluation
+    model: str = "smollm2-135m"      # base model: built-in name, local folder or Hugging Face id
+    target_category: str = "electronics"  # the shop of stage 2, the fallback and the evaluation
+    stage1_steps: int = 12           # CALRec stage-1 optimizer steps (all shops)
+    stage2_steps: int = 6            # CALRec stage-2 optimizer steps (target shop)
+    batch_size: int = 4              # fine-tuning rows per step
+    fallback_epochs: int = 15        # LLM-ESR training epochs (early stopping may end sooner)
     eval_users: int = 40             # users sampled for the generative path (CPU generation is slow)
-    n_gen: int = 10
-    max_new_tokens: int = 32
+    n_gen: int = 10                  # samples generated per user (N_gen)
+    max_new_tokens: int = 32         # longest generated item text
     backend: str = "auto"            # vllm where it imports, else transformers
 
 
-def _section(title: str) -> float:
-    print(f"\n== {title}", flush=True)
-    return time.time()
-
-
 def prepare_demo_data(cfg: MainJobConfig) -> dict:
-    """Write each demo shop as a native dataset folder and print its statistics."""
+    """Write each demo shop as a native dataset folder and show its statistics."""
     out = Path(cfg.output_dir) / "data"
+    started = time.time()
     datasets = demo_datasets(cfg.seed)
     for name, ds in datasets.items():
         ds.save(out / name)
         split = leave_one_out(ds)
-        print(f"{name:12s} {ds.stats_line()}  train_users={len(split.train)} test_users={len(split.test)}")
+        console.say(f"  {name:12s} {ds.stats_line()}  train_users={len(split.train)} test_users={len(split.test)}")
+    write_run_record(out, cfg, [out / name for name in datasets], {"seed": cfg.seed}, started,
+                     extra={"what": "the embedded demo shops, written as native dataset folders"})
     return datasets
 
 
-def fine_tune(cfg: MainJobConfig, names: list[str]) -> Path:
-    """Stage 1 over every shop, stage 2 on the target shop; returns the stage-2 adapter."""
+def fine_tune(cfg: MainJobConfig, names: list[str]) -> tuple[Path, str]:
+    """Stage 1 over every shop, stage 2 on the target shop; (the stage-2 adapter, a summary)."""
     from genrec.training import TrainConfig, run_stage
     from genrec.training.config import ValidationConfig
 
@@ -62,22 +63,45 @@ def fine_tune(cfg: MainJobConfig, names: list[str]) -> Path:
                          max_steps=cfg.stage1_steps, save_steps=max(1, cfg.stage1_steps // 2),
                          output_dir=str(out / "stage1"), **common)
     r1 = run_stage(stage1)
-    print(f"stage 1: {r1.global_step} steps over {', '.join(names)} -> {r1.adapter_dir}")
     stage2 = TrainConfig(datasets=[DatasetSource(format="demo", name=cfg.target_category)],
                          init_adapter=str(r1.adapter_dir), max_steps=cfg.stage2_steps,
                          save_steps=max(1, cfg.stage2_steps // 2), output_dir=str(out / "stage2"), **common)
     r2 = run_stage(stage2)
-    print(f"stage 2: {r2.global_step} steps on {cfg.target_category} -> {r2.adapter_dir}")
-    return Path(r2.adapter_dir)
+
+    def said(r) -> str:
+        return r.summary or "already trained, reused"
+
+    return Path(r2.adapter_dir), (f"stage 1 {r1.global_step} steps ({said(r1)}); stage 2 {r2.global_step} steps "
+                                  f"({said(r2)}); adapter {r2.adapter_dir}")
 
 
-def train_fallback(cfg: MainJobConfig) -> Path:
+class _EpochBar(logging.Handler):
+    """The fallback trainer logs one line per epoch (to the log file): each moves a console bar."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__(logging.INFO)
+        self.total = total
+        self.bar = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not (isinstance(record.msg, str) and record.msg.startswith("epoch %d") and record.args):
+            return
+        if self.bar is None:
+            self.bar = console.progress(total=self.total, desc="LLM-ESR training", unit="epoch")
+        self.bar.update(max(0, int(record.args[0]) + 1 - self.bar.n))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        super().close()
+
+
+def train_fallback(cfg: MainJobConfig) -> tuple[Path, str]:
     """The LLM-ESR fallback on the target shop, on SmolLM2 item embeddings (cached)."""
     from genrec.esr.embeddings import EncoderConfig
     from genrec.esr.model import ESRConfig
     from genrec.esr.pipeline import FallbackSettings, train_and_test
     from genrec.esr.trainer import TrainConfig
-    from genrec.metrics import format_table
 
     settings = FallbackSettings(
         dataset=DatasetSource(format="demo", name=cfg.target_category), model="llmesr",
@@ -85,9 +109,23 @@ def train_fallback(cfg: MainJobConfig) -> Path:
         train=TrainConfig(lr=1e-3, batch_size=64, epochs=cfg.fallback_epochs, patience=5, threads=1),
         encoder=EncoderConfig(kind="llm", model=cfg.model, max_length=24, batch_size=32),
         user_embeddings="item_mean", output_dir=str(Path(cfg.output_dir) / "fallback"))
-    result = train_and_test(settings)
-    print(format_table({"llmesr (all test users)": result["test"]}))
-    return Path(result["scorer_dir"])
+    started = time.time()
+    bar = _EpochBar(cfg.fallback_epochs)
+    trainer_log = logging.getLogger("genrec.esr.trainer")
+    trainer_log.addHandler(bar)
+    try:
+        result = train_and_test(settings)
+    finally:
+        trainer_log.removeHandler(bar)
+        bar.close()
+    record = Path(settings.output_dir) / RUN_RECORD
+    if not record.exists() or record.stat().st_mtime < started:  # the pipeline did not write one itself
+        write_run_record(settings.output_dir, settings, [settings.dataset], {"train.seed": settings.train.seed},
+                         started)
+    overall = result["test"]["overall"]
+    summary = (f"llmesr on all {overall['n']} test users: NDCG@10 {overall['opt']['ndcg@10']:.4f}, "
+               f"Recall@10 {overall['opt']['recall@10']:.4f}; scorer {result['scorer_dir']}")
+    return Path(result["scorer_dir"]), summary
 
 
 def write_demo_bundle(cfg: MainJobConfig, adapter: Path, fallback: Path) -> Path:
@@ -104,7 +142,7 @@ def write_demo_bundle(cfg: MainJobConfig, adapter: Path, fallback: Path) -> Path
 
 
 def evaluate_demo(cfg: MainJobConfig, bundle: Path, fallback: Path) -> dict:
-    from genrec.evaluation import EvalConfig, GenerativeEvalSettings, results_markdown, run_evaluation
+    from genrec.evaluation import EvalConfig, GenerativeEvalSettings, run_evaluation
 
     methods = ["popularity", "llmesr", "calrec"]
     ev = EvalConfig(dataset=DatasetSource(format="demo", name=cfg.target_category), split="test",
@@ -112,25 +150,41 @@ def evaluate_demo(cfg: MainJobConfig, bundle: Path, fallback: Path) -> dict:
                     output_dir=str(Path(cfg.output_dir) / "eval"),
                     model_dirs={"llmesr": str(fallback)},
                     generative=GenerativeEvalSettings(bundle=str(bundle), batch_users=8))
-    result = run_evaluation(ev)
-    print(results_markdown(result))
-    return result
+    return run_evaluation(ev)
 
 
 def run_main_job(cfg: MainJobConfig) -> dict:
+    """The five steps with a header, a bar for the long ones and a summary line each; the
+    results table last. Library and engine logs go to ``<output_dir>/logs/main.log``."""
+    from genrec.evaluation import results_markdown
+
+    out = Path(cfg.output_dir)
     started = time.time()
-    t = _section("1/5 data: the embedded demo shops")
-    datasets = prepare_demo_data(cfg)
-    t = _section("2/5 CALRec fine-tuning: stage 1 (all shops), stage 2 (" + cfg.target_category + ")")
-    adapter = fine_tune(cfg, list(datasets))
-    print(f"({time.time() - t:.0f} s)")
-    t = _section("3/5 LLM-ESR fallback on cached LLM embeddings")
-    fallback = train_fallback(cfg)
-    print(f"({time.time() - t:.0f} s)")
-    t = _section("4/5 bundle")
-    bundle = write_demo_bundle(cfg, adapter, fallback)
-    print(f"{bundle} ({time.time() - t:.0f} s)")
-    t = _section(f"5/5 evaluation on {cfg.eval_users} sampled test users of {cfg.target_category}")
-    result = evaluate_demo(cfg, bundle, fallback)
-    print(f"main job done in {time.time() - started:.0f} s; results in {Path(cfg.output_dir) / 'eval'}")
+    log_file = console.setup(out / "logs", "main")
+    console.install_excepthook()
+    console.say(f"genrec demo: the main job on the embedded demo data, into {out}/")
+    if log_file is not None and not console.is_verbose():
+        console.say(f"  library and engine logs: {log_file} (--verbose or GENREC_LOG=debug shows them here)")
+    with run_record(out, cfg, [], {"seed": cfg.seed}) as rec:
+        with console.step(1, 5, "data: the embedded demo shops") as st:
+            datasets = prepare_demo_data(cfg)
+            st.done(f"{len(datasets)} shops written to {out / 'data'}")
+        with console.step(2, 5, f"CALRec fine-tuning: stage 1 (all shops), stage 2 ({cfg.target_category})") as st:
+            adapter, summary = fine_tune(cfg, list(datasets))
+            st.done(summary)
+        with console.step(3, 5, "LLM-ESR fallback on cached LLM embeddings") as st:
+            fallback, summary = train_fallback(cfg)
+            st.done(summary)
+        with console.step(4, 5, "deployment bundle") as st:
+            bundle = write_demo_bundle(cfg, adapter, fallback)
+            st.done(f"{bundle} (merged adapter, BM25 index, LLM-ESR fallback)")
+        with console.step(5, 5, f"evaluation on {cfg.eval_users} sampled test users of {cfg.target_category}") as st:
+            result = evaluate_demo(cfg, bundle, fallback)
+            calrec = result["reports"]["calrec"]["overall"]["opt"]
+            st.done(f"calrec NDCG@10 {calrec['ndcg@10']:.4f}; results in {out / 'eval'}")
+        rec.extra.update(folders=["data", "stage1", "stage2", "fallback", "bundle", "eval"],
+                         results=str(out / "eval" / "results.json"))
+    console.say(f"\nmain job done in {time.time() - started:.0f} s; each folder of {out}/ holds a run.json "
+                "(settings, data fingerprints, versions, seeds, times)\n")
+    console.say(results_markdown(result).rstrip())
     return result

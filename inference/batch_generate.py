@@ -8,7 +8,8 @@ Output lines: ``{"user", "path", "reason", "unknown_ids", "items": [{item_id, ti
 "samples": [{text, score}]}``; a user whose history cannot be answered (empty, no known
 item) gets ``{"user", "error"}`` instead, so a rerun does not retry it forever.
 
-Resumable after a kill: users already in the output are skipped, new lines are appended, and
+A run record ``<output stem>.run.json`` (settings, input fingerprints, versions, seed, times)
+is written beside the output. Resumable after a kill: users already in the output are skipped, new lines are appended, and
 every batch is flushed and fsynced. A line cut short by the kill is removed before resuming.
 Sampling uses ``seed`` for every batch; with the transformers backend the output of a user
 is reproducible for the same batch composition.
@@ -24,13 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from genrec import console  # noqa: E402
 from genrec.config import parse_args  # noqa: E402
 from genrec.data.jsonl import read_json_lines  # noqa: E402
-from genrec.errors import ConfigError, DataError  # noqa: E402
+from genrec.errors import ConfigError, DataError, GenrecError  # noqa: E402
 from genrec.recommender import Recommendation, Recommender, RequestError  # noqa: E402
 
 
@@ -42,7 +42,7 @@ class BatchGenerateConfig:
     batch_size: int = 8  # users per generation call
     k: int | None = None  # list length (default: the bundle's)
     exclude_history: bool | None = None  # default: the bundle's
-    seed: int | None = 0
+    seed: int | None = 0  # sampling seed of every batch
     backend: str | None = None  # vllm | hf (default: the bundle's)
     n_gen: int | None = None  # override the bundle's N_gen
     generation: dict = field(default_factory=dict)  # overrides of the bundle's generation settings
@@ -96,8 +96,16 @@ def record(user: str, rec: Recommendation | RequestError) -> dict[str, Any]:
             "samples": [{"text": s.text, "score": float(s.score)} for s in rec.samples]}
 
 
-def run_batch_generation(cfg: BatchGenerateConfig, recommender: Recommender | None = None) -> dict[str, int]:
-    """Answer every user of ``cfg.users`` not yet in ``cfg.output``; returns counts."""
+def run_record_path(output: str | Path) -> Path:
+    """``out.jsonl`` -> ``out.run.json``: the run record beside the output."""
+    p = Path(output)
+    return p.with_name(p.stem + ".run.json")
+
+
+def run_batch_generation(cfg: BatchGenerateConfig, recommender: Recommender | None = None,
+                         tally: dict[str, int] | None = None) -> dict[str, int]:
+    """Answer every user of ``cfg.users`` not yet in ``cfg.output``; returns counts. ``tally``
+    (when given) counts this invocation's answers by path, and users with unknown item ids."""
     for name in ("users", "output"):
         if not getattr(cfg, name):
             raise ConfigError(f"batch_generate: `{name}` is required")
@@ -111,6 +119,28 @@ def run_batch_generation(cfg: BatchGenerateConfig, recommender: Recommender | No
     counts = {"users": len(users), "skipped": len(users) - len(todo), "written": 0, "errors": 0}
     if not todo:
         return counts
+    import time
+
+    from genrec.run_record import describe_input, write_run_record
+
+    started = time.time()
+    record = run_record_path(cfg.output)
+    inputs = [fp for item in (cfg.users, cfg.bundle) for fp in describe_input(item)]  # hashed once
+    write_run_record(record, cfg, inputs, {"seed": cfg.seed}, started, status="running")
+    tally = {} if tally is None else tally
+    try:
+        _generate(cfg, recommender, todo, counts, tally, len(users))
+    except BaseException as e:
+        write_run_record(record, cfg, inputs, {"seed": cfg.seed}, started, status="failed",
+                         extra={"counts": counts, "error": f"{type(e).__name__}: {e}"})
+        raise
+    write_run_record(record, cfg, inputs, {"seed": cfg.seed}, started,
+                     extra={"counts": counts, "paths": tally})
+    return counts
+
+
+def _generate(cfg: BatchGenerateConfig, recommender: Recommender | None, todo: list, counts: dict[str, int],
+              tally: dict[str, int], n_users: int) -> None:
     if recommender is None:
         if not cfg.bundle:
             raise ConfigError("batch_generate: `bundle` is required")
@@ -125,7 +155,7 @@ def run_batch_generation(cfg: BatchGenerateConfig, recommender: Recommender | No
         recommender = bundle.recommender(backend=cfg.backend, settings=settings, **cfg.generation)
     Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
     with open(cfg.output, "a", encoding="utf-8") as out, \
-            tqdm(total=len(users), initial=counts["skipped"], unit="user", desc="batch generate") as bar:
+            console.progress(total=n_users, initial=counts["skipped"], unit="user", desc="batch generate") as bar:
         for start in range(0, len(todo), cfg.batch_size):
             batch = todo[start:start + cfg.batch_size]
             recs = recommender.recommend_many([h for _, h in batch], k=cfg.k, exclude_history=cfg.exclude_history,
@@ -133,16 +163,41 @@ def run_batch_generation(cfg: BatchGenerateConfig, recommender: Recommender | No
             for (user, _), rec in zip(batch, recs):
                 out.write(json.dumps(record(user, rec), ensure_ascii=False) + "\n")
                 counts["errors" if isinstance(rec, RequestError) else "written"] += 1
+                if not isinstance(rec, RequestError):
+                    tally[rec.path] = tally.get(rec.path, 0) + 1
+                    if rec.unknown_ids:
+                        tally["with_unknown_ids"] = tally.get("with_unknown_ids", 0) + 1
             out.flush()
             os.fsync(out.fileno())
             bar.update(len(batch))
-    return counts
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Progress and a summary on the console, engine logs in ``<output folder>/logs``; the last
+    stdout line is the counts as JSON (for scripts that call this one)."""
     cfg = parse_args(BatchGenerateConfig, argv, description=__doc__.splitlines()[0])
-    counts = run_batch_generation(cfg)
-    print(json.dumps(counts))
+    output = Path(cfg.output or ".")
+    log_file = console.setup(output.parent / "logs", f"batch_generate-{output.stem}")
+    tally: dict[str, int] = {}
+    try:
+        with console.step(None, None, f"batch generation: {cfg.users} -> {cfg.output}") as st:
+            console.say(f"  logs: {log_file}")
+            counts = run_batch_generation(cfg, tally=tally)
+            paths = ", ".join(f"{k} {v}" for k, v in sorted(tally.items()) if k != "with_unknown_ids")
+            st.done(f"{counts['written']} answered ({paths or 'none new'}), {counts['errors']} unanswerable, "
+                    f"{counts['skipped']} already done; run record {run_record_path(cfg.output)}")
+    except GenrecError as e:
+        console.error(f"batch_generate: {e}")
+        return 2
+    if tally.get("with_unknown_ids"):
+        console.warn(f"{tally['with_unknown_ids']} users' histories hold item ids the catalog lacks; they were "
+                     "ignored (each output line lists them under unknown_ids)")
+    if counts["errors"]:
+        console.warn(f"{counts['errors']} users could not be answered (no known item); their lines hold an error")
+    fallback = sum(v for k, v in tally.items() if k not in ("generative", "with_unknown_ids"))
+    if fallback:
+        console.warn(f"{fallback} users were answered by the fallback, not by generation (see path and reason)")
+    print(json.dumps(counts), flush=True)
     return 0
 
 

@@ -2,7 +2,8 @@
 
     python inference/serve.py --config inference/configs/serve.yaml bundle=my-bundle port=8000
 
-POST /recommend {"history": [item ids], "k": 10, "budget_ms": 2000}; GET /health; GET /metrics.
+A page to try it at /; POST /recommend {"history": [item ids], "k": 10, "budget_ms": 2000};
+GET /items?q=words (catalog search); GET /health; GET /metrics.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from genrec.errors import ConfigError  # noqa: E402
 @dataclass
 class ServeConfig:
     bundle: str = ""  # bundle directory (genrec bundle)
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = "127.0.0.1"  # address to listen on
+    port: int = 8000  # port; the page to try it is at http://host:port/
     backend: str | None = None  # vllm | hf (default: the bundle's setting)
-    log_level: str = "info"
+    log_level: str = "info"  # uvicorn's level (access lines are info)
+    log_dir: str = "runs/serve/logs"  # folder of serve.log (engine and access logs); "" = the console
     generation: dict = field(default_factory=dict)  # overrides of the bundle's generation settings
 
 
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from genrec.server import serve
 
     serve(cfg.bundle, host=cfg.host, port=cfg.port, backend=cfg.backend, log_level=cfg.log_level,
-          **cfg.generation)
+          log_dir=cfg.log_dir or None, **cfg.generation)
     return 0
 
 

@@ -245,6 +245,12 @@ def test_killed_run_resumes_with_the_same_loss_curve(tiny_dir, tmp_path):
     assert result.completed and result.global_step == 6 and (killed / "adapter" / "adapter_model.safetensors").exists()
     a, b = _curve(whole / "metrics.jsonl"), _curve(killed / "metrics.jsonl")
     assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
+    # run.json: the killed invocation stays "running" under previous; the resumed one completed.
+    rec = json.loads((killed / "run.json").read_text())
+    assert rec["status"] == "completed" and rec["extra"]["global_step"] == 6 and rec["extra"]["completed"]
+    assert [p["status"] for p in rec["previous"]] == ["running"]
+    assert rec["config"]["lora"]["dropout"] == 0.1 and rec["seeds"] == {"seed": 0, "validation.seed": 0}
+    assert rec["inputs"] == [{"path": "demo:kitchen", "kind": "embedded", "sha256": None, "method": "embedded"}]
     for step in a:
         for key in ("loss", "nig", "tt", "ut"):
             assert b[step][key] == pytest.approx(a[step][key], abs=1e-5), (step, key)

@@ -39,6 +39,7 @@ class StageResult:
     completed: bool
     metrics_path: Path
     train_seconds: float = 0.0
+    summary: str = ""             # losses of this invocation, for the console
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -168,11 +169,12 @@ def _save_atomic(wrapped, tokenizer, target: Path) -> None:
 def build_trainer(cfg: TrainConfig, wrapped, tokenizer, autocast: bool, rank_fn=None):
     """The CALRecTrainer of a stage (also used by the tests), plus its budget callback."""
     from transformers import TrainingArguments
+    from transformers.trainer_callback import ProgressCallback
 
     from genrec.prompting import PromptTemplate
     from genrec.training.collator import CALRecCollator
     from genrec.training.data import TrainingStream, ValidationRows, load_splits
-    from genrec.training.trainer import BudgetCallback, CALRecTrainer, JsonlLogger
+    from genrec.training.trainer import BudgetCallback, CALRecTrainer, ConsoleProgress, JsonlLogger
     from genrec.training.validation import make_rank_fn
 
     out = Path(cfg.output_dir)
@@ -218,15 +220,14 @@ def build_trainer(cfg: TrainConfig, wrapped, tokenizer, autocast: bool, rank_fn=
     trainer = CALRecTrainer(model=wrapped, args=args, train_dataset=train, eval_dataset=valid,
                             data_collator=collator, processing_class=tokenizer,
                             callbacks=[JsonlLogger(out / METRICS_FILE), budget], rank_fn=rank_fn)
+    trainer.remove_callback(ProgressCallback)  # its bar printed raw log dicts; ours is one line
+    trainer.add_callback(ConsoleProgress(out.name))
     return trainer, budget
 
 
 def run_stage(cfg: TrainConfig, rank_fn=None) -> StageResult:
-    """Train (or continue) one stage; the adapter lands in ``output_dir/adapter`` when complete."""
-    import time
-
-    from transformers import set_seed
-
+    """Train (or continue) one stage; the adapter lands in ``output_dir/adapter`` when complete.
+    ``output_dir/run.json`` records the settings, inputs, versions and times of the invocation."""
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     final = out / ADAPTER_DIR
@@ -235,6 +236,25 @@ def run_stage(cfg: TrainConfig, rank_fn=None) -> StageResult:
         log.info("%s: already complete (%d steps); nothing to do", final, cfg.max_steps)
         return StageResult(out, final, cfg.max_steps, True, out / METRICS_FILE)
     (out / "train_config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    from genrec.run_record import run_record
+
+    inputs = [*cfg.datasets, cfg.init_adapter]
+    seeds = {"seed": cfg.seed, "validation.seed": cfg.validation.seed}
+    with run_record(out, cfg, inputs, seeds) as rec:
+        result = _train(cfg, out, final, state_file, rank_fn)
+        rec.extra.update(global_step=result.global_step, completed=result.completed,
+                         train_seconds=round(result.train_seconds, 2),
+                         adapter=str(result.adapter_dir) if result.adapter_dir else None)
+    return result
+
+
+def _train(cfg: TrainConfig, out: Path, final: Path, state_file: Path, rank_fn) -> StageResult:
+    import time
+
+    from transformers import set_seed
+
+    from genrec.training.trainer import ConsoleProgress
+
     set_seed(cfg.seed)
     wrapped, tokenizer, autocast = load_trainable_model(cfg)
     trainer, budget = build_trainer(cfg, wrapped, tokenizer, autocast, rank_fn)
@@ -248,7 +268,8 @@ def run_stage(cfg: TrainConfig, rank_fn=None) -> StageResult:
     completed = step >= cfg.max_steps
     truncated = trainer.data_collator.truncated
     if any(truncated.values()):
-        log.warning("length guard cut %s rows (prompt from the left / target on the right)", truncated)
+        log.warning("the length guard cut %s training rows (prompts from the left, targets on the right); "
+                    "raise max_tokens / max_target_tokens to keep them whole", dict(truncated))
     adapter = None
     if completed and trainer.args.should_save:
         _save_atomic(trainer.accelerator.unwrap_model(trainer.model), tokenizer, final)
@@ -258,4 +279,6 @@ def run_stage(cfg: TrainConfig, rank_fn=None) -> StageResult:
         log.info("stage complete: adapter in %s", final)
     else:
         log.info("stopped at step %d of %d (budget); run again to continue", step, cfg.max_steps)
-    return StageResult(out, adapter, step, completed, out / METRICS_FILE, seconds)
+    progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ConsoleProgress)), None)
+    return StageResult(out, adapter, step, completed, out / METRICS_FILE, seconds,
+                       progress.summary() if progress else "")

@@ -11,7 +11,9 @@ tqdm progress, evaluation, best-checkpoint tracking. What is added:
   so long CPU runs continue in the next one;
 * an optional ``rank_fn(model) -> {"ndcg@10": ...}`` run at every evaluation (ranking
   NDCG@10 on a fixed validation sample), usable as ``metric_for_best_model``;
-* saving/loading the adapter (+ projection heads) instead of a full model state dict.
+* saving/loading the adapter (+ projection heads) instead of a full model state dict;
+* :class:`ConsoleProgress` instead of the Trainer's own bar, which printed every log record
+  as a raw dict between its redraws: one bar per stage (steps, rate, ETA, latest loss).
 """
 
 from __future__ import annotations
@@ -137,3 +139,50 @@ class JsonlLogger(TrainerCallback):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": state.global_step, "time": round(time.time(), 3), **logs}) + "\n")
+
+
+class ConsoleProgress(TrainerCallback):
+    """One console bar for the stage (genrec.console) and its first / last / eval losses."""
+
+    def __init__(self, desc: str = "training") -> None:
+        self.desc = desc
+        self.bar = None
+        self.first_loss: float | None = None
+        self.last_loss: float | None = None
+        self.eval_loss: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and self.bar is None:
+            from genrec import console
+
+            self.bar = console.progress(total=state.max_steps, initial=state.global_step, desc=self.desc,
+                                        unit="step")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None and state.global_step > self.bar.n:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" in logs:
+            loss = float(logs["loss"])
+            self.first_loss = loss if self.first_loss is None else self.first_loss
+            self.last_loss = loss
+            if self.bar is not None:
+                self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        if "eval_loss" in logs:
+            self.eval_loss = float(logs["eval_loss"])
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def summary(self) -> str:
+        """``loss 3.10 -> 2.41, validation loss 2.52`` (what was logged in this invocation)."""
+        parts = []
+        if self.last_loss is not None:
+            parts.append(f"loss {self.first_loss:.3f} -> {self.last_loss:.3f}")
+        if self.eval_loss is not None:
+            parts.append(f"validation loss {self.eval_loss:.3f}")
+        return ", ".join(parts)
