@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrec.esr.losses import RankingLoss, bce_loss
+
 VIEWS = ("both", "semantic", "collaborative")
 
 
@@ -300,10 +302,13 @@ class DualViewModel(nn.Module):
         teacher = self.user_vectors(teacher_seqs, tables)
         return teacher.view(batch, -1, teacher.shape[-1]).mean(1)
 
-    def loss(self, seqs: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
-             teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        """Pairwise BCE at every real position (one sampled negative each) + alpha * distillation MSE.
+    def loss(self, seqs: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor | None = None,
+             teacher: torch.Tensor | None = None,
+             ranking: RankingLoss | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Ranking loss at every real position + alpha * distillation MSE.
 
+        ``ranking``: the configured loss (:mod:`genrec.esr.losses`); without one, the reference's
+        pairwise BCE against the one negative per position in ``neg``.
         ``teacher``: [B, width] mean representation of each user's N most similar users (see
         :meth:`teacher_vectors`), or [B*N, L] sequences of those users, encoded here without
         gradient. Ignored (and never computed) when distillation is off.
@@ -311,12 +316,7 @@ class DualViewModel(nn.Module):
         tables = self.item_tables()
         states = self.encode(seqs, tables)
         full = torch.cat([tables[v] for v in ("se", "co") if v in tables], dim=-1)  # [N+1, width]
-        pos_logit = (states * full[pos]).sum(-1)
-        neg_logit = (states * full[neg]).sum(-1)
-        mask = (pos > 0).float()
-        bce = (F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit), reduction="none")
-               + F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit), reduction="none"))
-        rank_loss = (bce * mask).sum() / mask.sum().clamp(min=1)
+        rank_loss = ranking(states, pos, full, neg) if ranking is not None else bce_loss(states, pos, full, neg)
         distill = torch.zeros((), device=seqs.device)
         if self.cfg.distill and self.cfg.alpha > 0 and teacher is not None:
             if teacher.dtype == torch.long:  # sequences: encode them now (the reference's live teacher)

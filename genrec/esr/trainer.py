@@ -1,13 +1,18 @@
 """One trainer for LLM-ESR, its ablations and SASRec: SASRec-style next-item training, early stopping.
 
-Every position of a user's training sequence predicts the next item (BCE against one sampled
-negative that is not in the sequence). Validation ranks the full catalog for each user's
+Every position of a user's training sequence predicts the next item, under the ranking loss
+the settings name (:mod:`genrec.esr.losses`: full softmax by default). Validation ranks the full catalog for each user's
 validation target with the training history masked (``genrec.metrics``); training stops when
 NDCG@10 has not improved for ``patience`` epochs, and the best weights are kept.
 
 Resumable: after every epoch ``last.pt`` holds model, optimiser, RNG states, epoch and the
 early-stopping state (written atomically), so a killed run started again with the same
 output folder continues where it stopped.
+
+Deterministic on a given machine: the model is built after :func:`seed_all`, every random draw
+(batch order, negatives, dropout) comes from generators seeded by ``seed`` whose states are
+saved with each checkpoint, and the thread count is fixed, so two runs with the same settings,
+one of them killed and resumed, give the same weights and metrics.
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from genrec.data.dataset import Example
+from genrec.errors import ConfigError
+from genrec.esr.losses import LossConfig, RankingLoss
 from genrec.esr.model import DualViewModel
 from genrec.metrics import metrics_from_ranks, ranks
 
@@ -49,6 +56,7 @@ class TrainConfig:
     # (eval mode) and averaged over its N similar users; "batch" = the similar users' sequences
     # encoded live in every batch (the reference; ~N times the forward cost).
     teacher_refresh: str = "epoch"
+    loss: LossConfig = field(default_factory=LossConfig)  # ranking loss: ce (default) | sampled_softmax | bce
 
 
 def pad_left(seqs: Sequence[Sequence[int]], max_len: int, shift: int = 1, length: int | None = None) -> np.ndarray:
@@ -66,15 +74,17 @@ def pad_left(seqs: Sequence[Sequence[int]], max_len: int, shift: int = 1, length
     return out
 
 
-def sample_negatives(pos: np.ndarray, seqs_full: np.ndarray, num_items: int, rng: np.random.Generator) -> np.ndarray:
-    """One negative row (1..N) per position, never an item of that user's sequence (vectorised rejection)."""
-    neg = rng.integers(1, num_items + 1, size=pos.shape)
-    for _ in range(20):
-        bad = (neg[:, :, None] == seqs_full[:, None, :]).any(-1) & (pos > 0)
-        if not bad.any():
-            break
-        neg[bad] = rng.integers(1, num_items + 1, size=int(bad.sum()))
-    return neg
+class ResumeMismatchError(ConfigError, ValueError):
+    """``last.pt`` was written by a run with other settings (a one-line error in the scripts)."""
+
+
+def seed_all(seed: int, threads: int = 0) -> None:
+    """Seed every generator a run draws from (and fix torch's threads) before the model is built."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -153,6 +163,10 @@ class Trainer:
         self._row = {u: i for i, u in enumerate(train)}
         self._lengths = np.minimum([len(train[u]) for u in self.users], model.cfg.max_len + 1)
         self._snapshot: torch.Tensor | None = None
+        counts = np.zeros(model.num_items, dtype=np.int64)
+        for u in self.users:
+            np.add.at(counts, np.asarray(train[u], dtype=np.int64), 1)
+        self.ranking = RankingLoss(cfg.loss, model.num_items, counts)
 
     # -- batches ------------------------------------------------------------------------
     def _batch(self, users: Sequence[str], rng: np.random.Generator):
@@ -161,7 +175,7 @@ class Trainer:
         inp = pad_left([s[:-1] for s in seqs], max_len)
         pos = pad_left([s[1:] for s in seqs], max_len, length=inp.shape[1])
         full = pad_left(seqs, max_len + 1)
-        neg = sample_negatives(pos, full, self.model.num_items, rng) * (pos > 0)
+        neg = self.ranking.sample(pos, full, rng)
         teacher = None
         if self.model.cfg.distill and self.model.cfg.alpha > 0:
             n = self.model.cfg.n_similar
@@ -171,7 +185,8 @@ class Trainer:
             else:
                 sims = [self.train[v] for u in users for v in self.similar[u][:n]]
                 teacher = torch.from_numpy(pad_left(sims, max_len))
-        return torch.from_numpy(inp), torch.from_numpy(pos), torch.from_numpy(neg), teacher
+        return (torch.from_numpy(inp), torch.from_numpy(pos),
+                None if neg is None else torch.from_numpy(neg), teacher)
 
     def _refresh_teacher(self) -> None:
         """Every training user's current [u_se : u_co] (eval mode, no gradient), for the epoch's teachers."""
@@ -203,7 +218,8 @@ class Trainer:
 
     def _settings(self) -> dict:
         """What must match for a checkpoint to be resumed (epochs and patience may grow)."""
-        train = {k: v for k, v in self.cfg.__dict__.items() if k not in ("epochs", "patience", "eval_batch_size", "threads")}
+        train = {k: asdict(v) if is_dataclass(v) else v for k, v in self.cfg.__dict__.items()
+                 if k not in ("epochs", "patience", "eval_batch_size", "threads")}
         return {"model": self.model.cfg.to_dict(), "train": train, "num_items": self.model.num_items,
                 "users": len(self.users)}
 
@@ -214,17 +230,14 @@ class Trainer:
     def fit(self) -> dict:
         """Train to early stop (or ``epochs``); load the best weights into the model; return a summary."""
         cfg = self.cfg
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        random.seed(cfg.seed)
+        seed_all(cfg.seed, cfg.threads)
         rng = np.random.default_rng(cfg.seed)
         start_epoch, best, best_epoch, bad = 0, -1.0, -1, 0
         last, best_path = self.out / "last.pt", self.out / "best.pt"
         if last.exists():
             state = torch.load(last, weights_only=False)
             if state.get("settings") != self._settings():
-                raise ValueError(f"{last}: checkpoint of a run with other settings; use another output folder "
+                raise ResumeMismatchError(f"{last}: checkpoint of a run with other settings; use another output folder "
                                  f"or delete it (saved: {state.get('settings')}, now: {self._settings()})")
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optim"])
@@ -244,7 +257,7 @@ class Trainer:
             for batch in self._batches(rng):
                 users = [self.users[i] for i in batch]
                 inp, pos, neg, teacher = self._batch(users, rng)
-                loss, parts = self.model.loss(inp, pos, neg, teacher)
+                loss, parts = self.model.loss(inp, pos, neg, teacher, self.ranking)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
@@ -271,7 +284,7 @@ class Trainer:
         if best_path.exists():
             self.model.load_state_dict(torch.load(best_path, weights_only=False)["model"])
         secs = [r["train_s"] for r in self.history]
-        summary = {"best_epoch": best_epoch, "best_valid_ndcg@10": best, "epochs_run": len(self.history),
+        summary = {"loss": self.ranking.kind, "best_epoch": best_epoch, "best_valid_ndcg@10": best, "epochs_run": len(self.history),
                    "seconds_per_epoch": float(np.mean(secs)) if secs else 0.0, "history": self.history}
         (self.out / "train_log.json").write_text(json.dumps(summary, indent=1))
         return summary
