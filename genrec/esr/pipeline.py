@@ -24,13 +24,14 @@ from genrec.esr.embeddings import (
     EncoderConfig,
     item_embeddings,
     make_encoder,
+    postprocess,
     user_embeddings,
     user_embeddings_from_items,
 )
 from genrec.esr.index import similar_users
 from genrec.esr.model import DualViewModel, ESRConfig
 from genrec.esr.scorer import FallbackScorer, PopularityScorer
-from genrec.esr.trainer import TrainConfig, Trainer, evaluate
+from genrec.esr.trainer import TrainConfig, Trainer, evaluate, seed_all
 from genrec.metrics import evaluate_ranking
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,11 @@ def train_and_test(cfg: FallbackSettings) -> dict:
             t_emb = time.perf_counter()
             item_vecs = item_embeddings(ds.catalog, encoder, cache)
             summary["item_embedding_s"] = round(time.perf_counter() - t_emb, 1)
+            if getattr(encoder, "tokens", 0):  # 0 on a cache hit
+                summary["item_encoding"] = {"texts": encoder.calls, "tokens": encoder.tokens,
+                                            "seconds": round(encoder.seconds, 1),
+                                            "tokens_per_s": round(encoder.tokens / max(encoder.seconds, 1e-9), 1)}
+            item_vecs = postprocess(item_vecs, cfg.encoder.postprocess, cfg.encoder.dims)
             if esr.distill:
                 t_emb = time.perf_counter()
                 if cfg.user_embeddings == "prompt":
@@ -85,11 +91,12 @@ def train_and_test(cfg: FallbackSettings) -> dict:
                 nn = similar_users(user_vecs, esr.n_similar)
                 similar = {u: [users[j] for j in row] for u, row in zip(users, nn)}
                 summary["user_embedding_s"] = round(time.perf_counter() - t_emb, 1)
+        seed_all(cfg.train.seed, cfg.train.threads)  # the initial weights are part of a seeded run
         model = DualViewModel(esr, n_items, item_vecs)
         log.info("%s: %d trainable parameters", cfg.model, sum(p.numel() for p in model.parameters() if p.requires_grad))
         fit = Trainer(model, split.train, split.valid, cfg.train, out / "checkpoints", similar).fit()
         summary.update({k: v for k, v in fit.items() if k != "history"})
-        scorer = FallbackScorer(model, meta={"model": cfg.model, "dataset": ds.name,
+        scorer = FallbackScorer(model, meta={"model": cfg.model, "loss": cfg.train.loss.kind, "dataset": ds.name,
                                              "catalog_fingerprint": ds.catalog.fingerprint()})
         scorer.save(out / "scorer")
     summary["train_total_s"] = round(time.perf_counter() - t0, 1)
@@ -98,7 +105,8 @@ def train_and_test(cfg: FallbackSettings) -> dict:
     report = evaluate_ranking(opt, pes, [e.user for e in split.test], [e.target for e in split.test],
                               head_users(split.train), head_items(split.train, n_items))
     summary["test_eval_s"] = round(time.perf_counter() - t_eval, 1)
-    result = {"model": cfg.model, "dataset": ds.name, "mask_history": cfg.mask_history, "split": "leave_one_out",
+    result = {"model": cfg.model, "loss": cfg.train.loss.kind if cfg.model != "popularity" else None,
+              "seed": cfg.train.seed, "dataset": ds.name, "mask_history": cfg.mask_history, "split": "leave_one_out",
               "ranking": "full catalog", "test": report, "training": summary, "settings": to_dict(cfg),
               "scorer_dir": str(out / "scorer")}
     (out / "results.json").write_text(json.dumps(result, indent=1))

@@ -1,0 +1,114 @@
+"""Named experiments over the fallback family, run per seed and recorded in the results ledger.
+
+An experiments file lists, for one dataset, what each ledger row is: a training config of
+``finetune/train_esr.py``, overrides on top of it and the seeds. Each (experiment, seed) runs
+into its own folder under ``runs_dir`` and is reused when its ``results.json`` holds the same
+settings, so a killed session re-runs only what is missing (a run itself resumes from its last
+epoch). The mean over seeds goes to the ledger (:mod:`genrec.ledger`) with the command that
+reproduces it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genrec.config import load_config, to_dict
+from genrec.errors import ConfigError
+from genrec.esr.pipeline import FallbackSettings, train_and_test
+from genrec.ledger import entry_from_reports, format_entries, update_ledger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Experiment:
+    name: str = ""  # the ledger's method name
+    config: str = ""  # a finetune/train_esr.py YAML file
+    overrides: list[str] = field(default_factory=list)  # key=value on top of the config
+    seeds: list[int] = field(default_factory=lambda: [42])
+    note: str = ""  # one line for the results page: what the row changes
+
+
+@dataclass
+class ExperimentsConfig:
+    dataset: str = "scientific"  # the ledger's dataset key
+    experiments: list[Experiment] = field(default_factory=list)
+    only: list[str] = field(default_factory=list)  # run just these names (default: all)
+    runs_dir: str = "runs/ledger"
+    ledger: str = "docs/results/summary.json"
+    write_ledger: bool = True
+    config_path: str = ""  # the experiments file itself (set by the script; goes into each command)
+
+
+def settings_for(exp: Experiment, seed: int, runs_dir: Path) -> FallbackSettings:
+    out = runs_dir / exp.name / f"seed{seed}"
+    return load_config(FallbackSettings, exp.config, [*exp.overrides, f"train.seed={seed}", f"output_dir={out}"])
+
+
+def run_one(settings: FallbackSettings) -> dict:
+    """``results.json`` of a finished run with these settings, else a new run's results."""
+    path = Path(settings.output_dir) / "results.json"
+    if path.exists():
+        done = json.loads(path.read_text())
+        if done.get("settings") == json.loads(json.dumps(to_dict(settings))):
+            log.info("%s: reusing the finished run", path)
+            return done
+        log.warning("%s: written with other settings; training again", path)
+    return train_and_test(settings)
+
+
+def _describe(settings: FallbackSettings) -> dict:
+    """What the ledger says about how a row was made, beyond its config file."""
+    out = {"model": settings.model}
+    if settings.model != "popularity":
+        out["loss"] = settings.train.loss.kind
+    if settings.model == "llmesr":
+        e = settings.encoder
+        out["encoder"] = {"kind": e.kind, "model": e.model, "pooling": e.pooling, "layer": e.layer,
+                          "max_length": e.max_length, "postprocess": e.postprocess, "dims": e.dims}
+    return out
+
+
+def run_experiments(cfg: ExperimentsConfig) -> dict[str, dict]:
+    """Run the selected experiments (every seed); returns {name: ledger entry}."""
+    names = [e.name for e in cfg.experiments]
+    if len(set(names)) != len(names) or not all(names):
+        raise ConfigError(f"experiments need distinct non-empty names, got {names}")
+    unknown = sorted(set(cfg.only) - set(names))
+    if unknown:
+        raise ConfigError(f"only: unknown experiment(s) {', '.join(unknown)}; known: {', '.join(names)}")
+    runs_dir = Path(cfg.runs_dir) / cfg.dataset
+    entries: dict[str, dict] = {}
+    for exp in cfg.experiments:
+        if cfg.only and exp.name not in cfg.only:
+            continue
+        if not exp.seeds:
+            raise ConfigError(f"experiment {exp.name}: no seeds")
+        results = []
+        for seed in exp.seeds:
+            settings = settings_for(exp, seed, runs_dir)
+            log.info("experiment %s, seed %d -> %s", exp.name, seed, settings.output_dir)
+            results.append(run_one(settings))
+        command = f"python eval/run_experiments.py --config {cfg.config_path or '<experiments file>'} only={exp.name}"
+        train_s = [r["training"].get("train_total_s", 0.0) for r in results]
+        entry = entry_from_reports([r["test"] for r in results], exp.seeds, exp.config, command,
+                                   overrides=list(exp.overrides), **_describe(settings),
+                                   train_s_mean=round(sum(train_s) / len(train_s), 1),
+                                   runs=[str(Path(r["scorer_dir"]).parent) for r in results])
+        if exp.note:
+            entry["note"] = exp.note
+        enc = results[0]["training"].get("item_encoding")
+        if enc:
+            entry["item_encoding"] = enc
+        entries[exp.name] = entry
+        if cfg.write_ledger:
+            update_ledger(cfg.ledger, cfg.dataset, exp.name, entry)
+        print(format_entries({exp.name: entry}).splitlines()[-1], flush=True)
+    return entries
+
+
+def summary_table(entries: dict[str, dict]) -> str:
+    return format_entries(entries)

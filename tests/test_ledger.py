@@ -1,0 +1,77 @@
+"""The results ledger: means and stds over seeds by hand, merging, and the experiments runner on demo data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from genrec.ledger import entry_from_reports, format_entries, read_ledger, update_ledger
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _report(ndcg: float, tail: float, n: int = 100) -> dict:
+    side = {"ndcg@10": ndcg, "recall@10": 2 * ndcg, "recall@1": ndcg / 2, "mrr": ndcg * 0.9}
+    groups = {g: {"n": n // 2, "opt": {**side, "ndcg@10": tail}, "pes": {**side, "ndcg@10": tail - 0.01}}
+              for g in ("head_users", "tail_users", "head_items", "tail_items")}
+    return {"overall": {"n": n, "opt": side, "pes": {**side, "ndcg@10": ndcg - 0.001}}, **groups}
+
+
+def test_entry_is_the_mean_over_seeds_with_sample_std():
+    e = entry_from_reports([_report(0.07, 0.03), _report(0.08, 0.05)], [1, 2], "c.yaml", "python x")
+    assert e["ndcg@10"] == pytest.approx(0.075) and e["recall@10"] == pytest.approx(0.15)
+    assert e["ndcg@10_pes"] == pytest.approx(0.074)
+    assert e["tail_items_ndcg@10"] == pytest.approx(0.04) and e["tail_items_ndcg@10_pes"] == pytest.approx(0.03)
+    assert e["ndcg@10_std"] == pytest.approx(0.00707107, abs=1e-6)  # |0.08-0.07| / sqrt(2)
+    assert e["tail_items_ndcg@10_std"] == pytest.approx(0.0141421, abs=1e-6)
+    assert e["n_users"] == 100 and e["seeds"] == [1, 2] and e["config"] == "c.yaml" and e["command"] == "python x"
+    one = entry_from_reports([_report(0.07, 0.03)], [5], "c.yaml", "python x")
+    assert "ndcg@10_std" not in one
+    with pytest.raises(ValueError, match="different user counts"):
+        entry_from_reports([_report(0.07, 0.03, n=10), _report(0.07, 0.03, n=12)], [1, 2], "c", "x")
+
+
+def test_update_merges_and_keeps_other_rows(tmp_path):
+    path = tmp_path / "summary.json"
+    update_ledger(path, "scientific", "sasrec", {"ndcg@10": 0.07})
+    update_ledger(path, "beauty", "sasrec", {"ndcg@10": 0.05})
+    update_ledger(path, "scientific", "llmesr", {"ndcg@10": 0.08})
+    update_ledger(path, "scientific", "sasrec", {"ndcg@10": 0.075})
+    assert read_ledger(path) == {"beauty": {"sasrec": {"ndcg@10": 0.05}},
+                                 "scientific": {"llmesr": {"ndcg@10": 0.08}, "sasrec": {"ndcg@10": 0.075}}}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_table_shows_mean_and_std():
+    e = entry_from_reports([_report(0.07, 0.03), _report(0.08, 0.05)], [1, 2], "c.yaml", "python x")
+    table = format_entries({"sasrec": e})
+    assert "| sasrec | 2 | 0.0750 ± 0.0071 | 0.1500 |" in table
+
+
+def test_runner_trains_each_seed_once_and_writes_the_ledger(tmp_path):
+    from genrec.config import load_config
+    from genrec.esr.experiments import ExperimentsConfig, run_experiments
+
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(json.dumps({
+        "dataset": "demo", "runs_dir": str(tmp_path / "runs"), "ledger": str(tmp_path / "summary.json"),
+        "experiments": [{"name": "sasrec", "config": str(REPO / "finetune/configs/esr_demo.yaml"),
+                         "overrides": ["model=sasrec", "train.epochs=2"], "seeds": [0, 1]},
+                        {"name": "popularity", "config": str(REPO / "finetune/configs/esr_demo.yaml"),
+                         "overrides": ["model=popularity"], "seeds": [0]}]}))
+    cfg = load_config(ExperimentsConfig, spec, ["only=sasrec", f"config_path={spec}"])
+    entries = run_experiments(cfg)
+    ledger = read_ledger(tmp_path / "summary.json")
+    assert list(ledger["demo"]) == ["sasrec"] and ledger["demo"]["sasrec"] == entries["sasrec"]
+    e = entries["sasrec"]
+    assert e["seeds"] == [0, 1] and e["loss"] == "ce" and "ndcg@10_std" in e and e["n_users"] > 0
+    assert e["command"] == f"python eval/run_experiments.py --config {spec} only=sasrec"
+    runs = [Path(r) for r in e["runs"]]
+    results = [json.loads((r / "results.json").read_text()) for r in runs]
+    assert [r["seed"] for r in results] == [0, 1]
+    assert e["ndcg@10"] == pytest.approx(round(sum(r["test"]["overall"]["opt"]["ndcg@10"] for r in results) / 2, 6))
+    stamp = [(r / "results.json").stat().st_mtime_ns for r in runs]
+    assert run_experiments(cfg)["sasrec"] == e  # finished runs are reused, not trained again
+    assert [(r / "results.json").stat().st_mtime_ns for r in runs] == stamp
