@@ -21,7 +21,7 @@ from genrec.evaluation import EvalConfig, results_markdown, run_evaluation  # no
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(EvalConfig, argv, description=__doc__.splitlines()[0])
-    log_file = console.setup(Path(cfg.output_dir) / "logs", "evaluate")
+    log_file = console.setup(Path(cfg.output_dir) / "logs", "evaluate", capture_fds=argv is None)
     try:
         with console.step(None, None, f"evaluation of {', '.join(cfg.methods)} on the {cfg.split} split "
                                       f"-> {cfg.output_dir}") as st:

@@ -47,7 +47,7 @@ class ScriptConfig(TrainConfig):
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(ScriptConfig, argv, description=__doc__.split("\n")[0])
-    log_file = console.setup(Path(cfg.output_dir) / "logs", "train")
+    log_file = console.setup(Path(cfg.output_dir) / "logs", "train", capture_fds=argv is None)
     logging.getLogger().setLevel(cfg.log_level.upper())
     if cfg.threads:
         import torch

@@ -12,12 +12,12 @@ resume from ``<output_dir>/checkpoints/last.pt`` when started again with the sam
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from genrec import console  # noqa: E402
 from genrec.config import parse_args  # noqa: E402
 from genrec.errors import GenrecError  # noqa: E402
 from genrec.esr.pipeline import FallbackSettings, train_and_test  # noqa: E402
@@ -25,8 +25,8 @@ from genrec.metrics import format_group_table, format_table  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_args(FallbackSettings, argv, description=__doc__.splitlines()[0])
+    console.setup(Path(cfg.output_dir) / "logs", "train_esr", capture_fds=argv is None)  # library logs to a file
     result = train_and_test(cfg)
     report = result["test"]
     print(format_table({cfg.model: report}))

@@ -272,7 +272,19 @@ def progress(iterable: Iterable | None = None, total: int | None = None, desc: s
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=f"  {desc}", unit=unit, initial=initial, file=out(),
-                dynamic_ncols=True, mininterval=0.5, leave=leave, **kwargs)
+                ncols=_width(), nrows=50, mininterval=0.5, leave=leave, **kwargs)
+
+
+def _width() -> int:
+    """The terminal's width, capped at 120; 100 where it reports none (a pipe, or a pty of width 0,
+    on which tqdm would draw an empty bar)."""
+    try:
+        columns = os.get_terminal_size(out().fileno()).columns
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        columns = 0
+    if columns <= 0:
+        columns = int(os.environ.get("COLUMNS", "0") or 0) or 100
+    return min(columns, 120)
 
 
 class Step:

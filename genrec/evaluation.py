@@ -215,8 +215,7 @@ def _evaluate(cfg: EvalConfig, split: Split | None, out: Path) -> dict:
         examples = sampled if (method == "calrec" or cfg.sample_all_methods) else all_examples
         t0 = time.time()
         if method == "calrec":
-            console.say(f"  calrec: loading the bundle and starting generation ({cfg.generative.backend or 'bundle'}"
-                        " backend)")
+            console.say("  calrec: loading the bundle and starting its generation engine (a minute or two on CPU)")
             ranker = GenerativeRanker(cfg.generative, out / f"ranks_{method}.jsonl", catalog_size)
             opt, pes, _ = ranker.run(examples, cfg.mask_history)
         else:

@@ -69,10 +69,10 @@ def fine_tune(cfg: MainJobConfig, names: list[str]) -> tuple[Path, str]:
     r2 = run_stage(stage2)
 
     def said(r) -> str:
-        return r.summary or "already trained, reused"
+        return r.summary.split(", validation")[0] if r.summary else "already trained, reused"
 
-    return Path(r2.adapter_dir), (f"stage 1 {r1.global_step} steps ({said(r1)}); stage 2 {r2.global_step} steps "
-                                  f"({said(r2)}); adapter {r2.adapter_dir}")
+    return Path(r2.adapter_dir), (f"stage 1 {r1.global_step} steps, {said(r1)}; stage 2 {r2.global_step} steps, "
+                                  f"{said(r2)}; adapter in {r2.adapter_dir}")
 
 
 class _EpochBar(logging.Handler):

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     stdout line is the counts as JSON (for scripts that call this one)."""
     cfg = parse_args(BatchGenerateConfig, argv, description=__doc__.splitlines()[0])
     output = Path(cfg.output or ".")
-    log_file = console.setup(output.parent / "logs", f"batch_generate-{output.stem}")
+    log_file = console.setup(output.parent / "logs", f"batch_generate-{output.stem}", capture_fds=argv is None)
     tally: dict[str, int] = {}
     try:
         with console.step(None, None, f"batch generation: {cfg.users} -> {cfg.output}") as st:

@@ -19,7 +19,7 @@ from genrec.errors import GenrecError  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(BundleConfig, argv, description=__doc__.splitlines()[0])
     out = Path(cfg.out or ".")
-    log_file = console.setup(out.parent / "logs", f"bundle-{out.name}")
+    log_file = console.setup(out.parent / "logs", f"bundle-{out.name}", capture_fds=argv is None)
     try:
         with console.step(None, None, f"bundle -> {cfg.out}") as st:
             console.say(f"  logs: {log_file}")
