@@ -248,8 +248,10 @@ def write_run_record(out: str | Path, config: Any, inputs: Iterable[Any] = (),
         with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
             old = json.loads(path.read_text(encoding="utf-8"))
             previous = list(old.get("previous", []))
-            if old.get("started_unix") != record["started_unix"]:  # not this invocation's own first write
+            if old.get("started_unix") != record["started_unix"]:  # an earlier invocation
                 previous.append({k: old.get(k) for k in ("started", "ended", "status", "git", "genrec_version")})
+            else:  # this invocation's first write: the code as it was when the run started
+                record["git"] = old.get("git")
     if previous:
         record["previous"] = previous
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

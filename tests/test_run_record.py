@@ -126,9 +126,14 @@ def test_missing_library_is_none(monkeypatch):
 def test_context_manager_running_completed_failed_and_previous(tmp_path):
     out = tmp_path / "run"
     with run_record(out, {"a": 1}, seeds=[0, 1]) as rec:
-        assert json.loads(rec.path.read_text())["status"] == "running"
+        first = json.loads(rec.path.read_text())
+        assert first["status"] == "running"
         rec.extra["steps"] = 5
+        # a commit made while the run goes on does not change what the run recorded
+        started = dict(first, git={"commit": "0" * 40, "dirty": False, "root": "/x"})
+        rec.path.write_text(json.dumps(started))
     done = json.loads((out / "run.json").read_text())
+    assert done["git"] == {"commit": "0" * 40, "dirty": False, "root": "/x"}
     assert done["status"] == "completed" and done["extra"] == {"steps": 5} and done["ended"]
     assert "previous" not in done  # the running → completed rewrite is the same invocation
 
