@@ -8,7 +8,6 @@ Every step resumes or reuses its output when run again.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from genrec import console
 from genrec.data.demo import demo_datasets
 from genrec.data.preprocess import leave_one_out
 from genrec.data.source import DatasetSource
-from genrec.run_record import RUN_RECORD, run_record, write_run_record
+from genrec.run_record import run_record, write_run_record
 
 
 @dataclass
@@ -75,27 +74,6 @@ def fine_tune(cfg: MainJobConfig, names: list[str]) -> tuple[Path, str]:
                                   f"{said(r2)}; adapter in {r2.adapter_dir}")
 
 
-class _EpochBar(logging.Handler):
-    """The fallback trainer logs one line per epoch (to the log file): each moves a console bar."""
-
-    def __init__(self, total: int) -> None:
-        super().__init__(logging.INFO)
-        self.total = total
-        self.bar = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not (isinstance(record.msg, str) and record.msg.startswith("epoch %d") and record.args):
-            return
-        if self.bar is None:
-            self.bar = console.progress(total=self.total, desc="LLM-ESR training", unit="epoch")
-        self.bar.update(max(0, int(record.args[0]) + 1 - self.bar.n))
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        super().close()
-
-
 def train_fallback(cfg: MainJobConfig) -> tuple[Path, str]:
     """The LLM-ESR fallback on the target shop, on SmolLM2 item embeddings (cached)."""
     from genrec.esr.embeddings import EncoderConfig
@@ -109,19 +87,7 @@ def train_fallback(cfg: MainJobConfig) -> tuple[Path, str]:
         train=TrainConfig(lr=1e-3, batch_size=64, epochs=cfg.fallback_epochs, patience=5, threads=1),
         encoder=EncoderConfig(kind="llm", model=cfg.model, max_length=24, batch_size=32),
         user_embeddings="item_mean", output_dir=str(Path(cfg.output_dir) / "fallback"))
-    started = time.time()
-    bar = _EpochBar(cfg.fallback_epochs)
-    trainer_log = logging.getLogger("genrec.esr.trainer")
-    trainer_log.addHandler(bar)
-    try:
-        result = train_and_test(settings)
-    finally:
-        trainer_log.removeHandler(bar)
-        bar.close()
-    record = Path(settings.output_dir) / RUN_RECORD
-    if not record.exists() or record.stat().st_mtime < started:  # the pipeline did not write one itself
-        write_run_record(settings.output_dir, settings, [settings.dataset], {"train.seed": settings.train.seed},
-                         started)
+    result = train_and_test(settings)  # writes its own run.json; the trainer draws the epoch bar
     overall = result["test"]["overall"]
     summary = (f"llmesr on all {overall['n']} test users: NDCG@10 {overall['opt']['ndcg@10']:.4f}, "
                f"Recall@10 {overall['opt']['recall@10']:.4f}; scorer {result['scorer_dir']}")

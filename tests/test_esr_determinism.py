@@ -31,7 +31,8 @@ def _finish(proc: subprocess.Popen) -> None:
 
 def _outcome(out: Path) -> tuple[dict, list[dict]]:
     res = json.loads((out / "results.json").read_text())
-    history = [{k: v for k, v in row.items() if not k.endswith("_s")} for row in res["training"]["history"]]
+    log = json.loads((out / "checkpoints" / "train_log.json").read_text())
+    history = [{k: v for k, v in row.items() if not k.endswith("_s")} for row in log["history"]]
     return res["test"], history
 
 

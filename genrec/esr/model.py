@@ -44,15 +44,15 @@ VIEWS = ("both", "semantic", "collaborative")
 class ESRConfig:
     """Model hyper-parameters; defaults are the paper's reference settings (SASRec backbone)."""
 
-    hidden: int = 64
-    layers: int = 2
-    heads: int = 1
-    dropout: float = 0.5
-    max_len: int = 200
+    hidden: int = 64  # width of each view (the score uses both: 2 x hidden)
+    layers: int = 2  # SASRec blocks
+    heads: int = 1  # attention heads
+    dropout: float = 0.5  # dropout on embeddings, attention and feed-forward
+    max_len: int = 200  # newest items of a history the model reads
     views: str = "both"  # both | semantic | collaborative
-    cross_attention: bool = True
-    shared_encoder: bool = True
-    distill: bool = True
+    cross_attention: bool = True  # sequence-level fusion of the two views (LLM-ESR)
+    shared_encoder: bool = True  # one SASRec encoder for both views (the paper's)
+    distill: bool = True  # retrieval-augmented self-distillation from similar users
     alpha: float = 0.1  # weight of the self-distillation MSE
     n_similar: int = 10  # N most similar users form the teacher
     co_init: str = "pca"  # pca | random (random = SASRec's ID embeddings)

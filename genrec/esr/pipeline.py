@@ -33,6 +33,7 @@ from genrec.esr.model import DualViewModel, ESRConfig
 from genrec.esr.scorer import FallbackScorer, PopularityScorer
 from genrec.esr.trainer import TrainConfig, Trainer, evaluate, seed_all
 from genrec.metrics import evaluate_ranking
+from genrec.run_record import run_record
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ log = logging.getLogger(__name__)
 class FallbackSettings:
     dataset: DatasetSource = field(default_factory=lambda: DatasetSource(format="demo", name="electronics"))
     model: str = "llmesr"  # llmesr | sasrec | popularity
-    esr: ESRConfig = field(default_factory=ESRConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    esr: ESRConfig = field(default_factory=ESRConfig)  # the model's architecture and its LLM-ESR parts
+    train: TrainConfig = field(default_factory=TrainConfig)  # optimisation, ranking loss, early stopping
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # item (and user) text encoder
     user_embeddings: str = "prompt"  # prompt (LLM-ESR user prompt) | item_mean (mean of training-item vectors)
     cache: str = ""  # embedding cache folder; default <genrec cache>/esr/<dataset>-<catalog fingerprint>
@@ -51,11 +52,23 @@ class FallbackSettings:
 
 
 def train_and_test(cfg: FallbackSettings) -> dict:
-    """Train ``cfg.model``, save its scorer, test it; returns the results dict (also written)."""
+    """Train ``cfg.model``, save its scorer, test it; returns the results dict (also written).
+
+    ``<output_dir>/run.json`` records the settings, code version, data fingerprint and times.
+    """
     if cfg.model not in ("llmesr", "sasrec", "popularity"):
         raise ConfigError(f"model must be llmesr, sasrec or popularity, got {cfg.model!r}")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with run_record(out, cfg, [cfg.dataset], {"train.seed": cfg.train.seed}) as rec:
+        result = _train_and_test(cfg, out)
+        rec.extra.update(test_ndcg10=result["test"]["overall"]["opt"]["ndcg@10"])
+    result["run_record"] = str(out / "run.json")
+    (out / "results.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
     ds = cfg.dataset.load()
     split = leave_one_out(ds)
     log.info("%s; %d validation and %d test users", ds.stats_line(), len(split.valid), len(split.test))
@@ -109,5 +122,4 @@ def train_and_test(cfg: FallbackSettings) -> dict:
               "seed": cfg.train.seed, "dataset": ds.name, "mask_history": cfg.mask_history, "split": "leave_one_out",
               "ranking": "full catalog", "test": report, "training": summary, "settings": to_dict(cfg),
               "scorer_dir": str(out / "scorer")}
-    (out / "results.json").write_text(json.dumps(result, indent=1))
     return result

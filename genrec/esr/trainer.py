@@ -42,15 +42,15 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Optimisation settings; defaults are the LLM-ESR reference (lr 1e-3, batch 128)."""
 
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    epochs: int = 200
+    lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 0.0  # Adam weight decay
+    batch_size: int = 128  # users per step
+    epochs: int = 200  # at most this many passes over the training users
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
-    eval_every: int = 1
-    eval_batch_size: int = 512
-    seed: int = 42
-    threads: int = 2  # torch threads (the CPU is shared)
+    eval_every: int = 1  # validate every this many epochs
+    eval_batch_size: int = 512  # users per scoring batch in validation
+    seed: int = 42  # seeds the initial weights, batch order, negatives and dropout
+    threads: int = 2  # torch threads; results are exactly repeatable for a given count
     bucket: bool = True  # batches of similar-length sequences (exact: padding never changes outputs)
     # Self-distillation teacher: "epoch" = every user's representation computed once per epoch
     # (eval mode) and averaged over its N similar users; "batch" = the similar users' sequences
@@ -246,6 +246,9 @@ class Trainer:
             torch.set_rng_state(state["torch_rng"])
             self.history = state["history"]
             log.info("resumed from %s at epoch %d (best NDCG@10 %.4f at epoch %d)", last, start_epoch, best, best_epoch)
+        from genrec import console
+
+        bar = console.progress(total=cfg.epochs, initial=min(start_epoch, cfg.epochs), desc="training", unit="epoch")
         for epoch in range(start_epoch, cfg.epochs):
             if bad >= cfg.patience:
                 break
@@ -281,6 +284,9 @@ class Trainer:
                      epoch, row["loss"], row["rank"], row["distill"], train_s,
                      row.get("valid_ndcg@10", float("nan")), best, best_epoch)
             _atomic_save(self._state(epoch, best, best_epoch, bad, rng), last)
+            bar.update(1)
+            bar.set_postfix_str(f"valid NDCG@10 {best:.4f} @{best_epoch}", refresh=False)
+        bar.close()
         if best_path.exists():
             self.model.load_state_dict(torch.load(best_path, weights_only=False)["model"])
         secs = [r["train_s"] for r in self.history]
