@@ -1,4 +1,4 @@
-"""Train and test one fallback model (LLM-ESR, SASRec or popularity) on a dataset's split.
+"""Train and test one fallback model (SASRec, LLM-ESR, AlphaRec, DaRec, PAD or popularity) on a dataset's split.
 
 The logic behind ``finetune/train_esr.py`` and the main job's fallback step: leave-one-out
 split, cached LLM embeddings, early-stopped training, a servable scorer saved to
@@ -20,6 +20,8 @@ from genrec.data.groups import head_items, head_users
 from genrec.data.preprocess import leave_one_out
 from genrec.data.source import DatasetSource
 from genrec.errors import ConfigError
+from genrec.esr.alpharec import AlphaRecConfig
+from genrec.esr.darec import DaRecConfig
 from genrec.esr.embeddings import (
     EncoderConfig,
     item_embeddings,
@@ -29,7 +31,9 @@ from genrec.esr.embeddings import (
     user_embeddings_from_items,
 )
 from genrec.esr.index import similar_users
-from genrec.esr.model import DualViewModel, ESRConfig
+from genrec.esr.llmesr import ESRConfig
+from genrec.esr.pad import PADConfig
+from genrec.esr.registry import entry
 from genrec.esr.scorer import FallbackScorer, PopularityScorer
 from genrec.esr.trainer import TrainConfig, Trainer, evaluate, seed_all
 from genrec.metrics import evaluate_ranking
@@ -41,8 +45,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class FallbackSettings:
     dataset: DatasetSource = field(default_factory=lambda: DatasetSource(format="demo", name="electronics"))
-    model: str = "llmesr"  # llmesr | sasrec | popularity
-    esr: ESRConfig = field(default_factory=ESRConfig)  # the model's architecture and its LLM-ESR parts
+    model: str = "llmesr"  # sasrec | llmesr | alpharec | darec | pad | popularity (genrec.esr.registry)
+    esr: ESRConfig = field(default_factory=ESRConfig)  # LLM-ESR's architecture; its backbone part is SASRec's, DaRec's and PAD's
+    alpharec: AlphaRecConfig = field(default_factory=AlphaRecConfig)  # AlphaRec's settings (model=alpharec)
+    darec: DaRecConfig = field(default_factory=DaRecConfig)  # DaRec's alignment terms (model=darec)
+    pad: PADConfig = field(default_factory=PADConfig)  # PAD's MMD and gate (model=pad)
     train: TrainConfig = field(default_factory=TrainConfig)  # optimisation, ranking loss, early stopping
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # item (and user) text encoder
     user_embeddings: str = "prompt"  # prompt (LLM-ESR user prompt) | item_mean (mean of training-item vectors)
@@ -56,8 +63,8 @@ def train_and_test(cfg: FallbackSettings) -> dict:
 
     ``<output_dir>/run.json`` records the settings, code version, data fingerprint and times.
     """
-    if cfg.model not in ("llmesr", "sasrec", "popularity"):
-        raise ConfigError(f"model must be llmesr, sasrec or popularity, got {cfg.model!r}")
+    if cfg.model != "popularity":
+        entry(cfg.model)  # a ConfigError naming the known models
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     with run_record(out, cfg, [cfg.dataset], {"train.seed": cfg.train.seed}) as rec:
@@ -75,15 +82,16 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
     n_items = len(ds.catalog)
     summary: dict = {}
     t0 = time.perf_counter()
+    sequential = False  # popularity and AlphaRec ignore the order of a history
     if cfg.model == "popularity":
         scorer = PopularityScorer.from_training(split.train, n_items)
         scorer.save(out / "scorer")
     else:
-        esr = ESRConfig.sasrec(hidden=cfg.esr.hidden, layers=cfg.esr.layers, heads=cfg.esr.heads,
-                               dropout=cfg.esr.dropout, max_len=cfg.esr.max_len) if cfg.model == "sasrec" else cfg.esr
+        spec = entry(cfg.model)
+        distill = cfg.model == "llmesr" and cfg.esr.distill
         cache = Path(cfg.cache) if cfg.cache else cache_dir() / "esr" / f"{ds.name}-{ds.catalog.fingerprint()}"
         item_vecs, similar = None, None
-        if esr.uses_semantic or esr.co_init == "pca" or esr.distill:
+        if spec.needs_llm(cfg):
             encoder = make_encoder(cfg.encoder)
             t_emb = time.perf_counter()
             item_vecs = item_embeddings(ds.catalog, encoder, cache)
@@ -93,7 +101,7 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
                                             "seconds": round(encoder.seconds, 1),
                                             "tokens_per_s": round(encoder.tokens / max(encoder.seconds, 1e-9), 1)}
             item_vecs = postprocess(item_vecs, cfg.encoder.postprocess, cfg.encoder.dims)
-            if esr.distill:
+            if distill:
                 t_emb = time.perf_counter()
                 if cfg.user_embeddings == "prompt":
                     users, user_vecs = user_embeddings(ds.catalog, split.train, encoder, cache)
@@ -101,15 +109,17 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
                     users, user_vecs = user_embeddings_from_items(split.train, item_vecs)
                 else:
                     raise ConfigError(f"user_embeddings must be prompt or item_mean, got {cfg.user_embeddings!r}")
-                nn = similar_users(user_vecs, esr.n_similar)
+                nn = similar_users(user_vecs, cfg.esr.n_similar)
                 similar = {u: [users[j] for j in row] for u, row in zip(users, nn)}
                 summary["user_embedding_s"] = round(time.perf_counter() - t_emb, 1)
         seed_all(cfg.train.seed, cfg.train.threads)  # the initial weights are part of a seeded run
-        model = DualViewModel(esr, n_items, item_vecs)
+        model = spec.build(cfg, n_items, item_vecs, split.train)
+        sequential = model.sequential
         log.info("%s: %d trainable parameters", cfg.model, sum(p.numel() for p in model.parameters() if p.requires_grad))
         fit = Trainer(model, split.train, split.valid, cfg.train, out / "checkpoints", similar).fit()
         summary.update({k: v for k, v in fit.items() if k != "history"})
         scorer = FallbackScorer(model, meta={"model": cfg.model, "loss": cfg.train.loss.kind, "dataset": ds.name,
+                                             "sequential": model.sequential,
                                              "catalog_fingerprint": ds.catalog.fingerprint()})
         scorer.save(out / "scorer")
     summary["train_total_s"] = round(time.perf_counter() - t0, 1)
@@ -119,6 +129,7 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
                               head_users(split.train), head_items(split.train, n_items))
     summary["test_eval_s"] = round(time.perf_counter() - t_eval, 1)
     result = {"model": cfg.model, "loss": cfg.train.loss.kind if cfg.model != "popularity" else None,
+              "sequential": sequential,
               "seed": cfg.train.seed, "dataset": ds.name, "mask_history": cfg.mask_history, "split": "leave_one_out",
               "ranking": "full catalog", "test": report, "training": summary, "settings": to_dict(cfg),
               "scorer_dir": str(out / "scorer")}

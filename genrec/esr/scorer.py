@@ -1,9 +1,10 @@
 """Serving the fallback: history in, top-K catalog items out in milliseconds.
 
-:class:`FallbackScorer` wraps a trained :class:`~genrec.esr.model.DualViewModel`: the item
-tables are computed once at load (the adapter over the frozen LLM vectors, the ID table), the
-user vector [u_se : u_co] comes from one encoder forward over the history, and the top-K is
-an exact faiss inner-product search over the concatenated item table [e_se : e_co]. No LLM is
+:class:`FallbackScorer` wraps a trained model of the family (:mod:`genrec.esr.family`; SASRec,
+LLM-ESR, AlphaRec, DaRec, PAD, rebuilt by name through :mod:`genrec.esr.registry` at load): the
+item tables are computed once at load (e.g. LLM-ESR's adapter over the frozen LLM vectors and its
+ID table, AlphaRec's graph propagation), the user vector comes from one forward over the
+history, and the top-K is an exact faiss inner-product search over the item table. No LLM is
 involved at serving time.
 
 :class:`PopularityScorer` has the same interface and ranks by training interaction counts;
@@ -26,9 +27,8 @@ import numpy as np
 import torch
 
 from genrec.errors import GenrecError
+from genrec.esr.family import FallbackModel, pad_left
 from genrec.esr.index import ItemIndex
-from genrec.esr.model import DualViewModel, ESRConfig
-from genrec.esr.trainer import pad_left
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,9 @@ class _Base:
 
 
 class FallbackScorer(_Base):
-    """The trained LLM-ESR (or SASRec) model as a top-K service."""
+    """A trained model of the fallback family as a top-K service."""
 
-    def __init__(self, model: DualViewModel, meta: dict | None = None) -> None:
+    def __init__(self, model: FallbackModel, meta: dict | None = None) -> None:
         self.model = model.eval()
         self.meta = dict(meta or {})
         self.num_items = model.num_items
@@ -83,13 +83,16 @@ class FallbackScorer(_Base):
 
     # -- persistence --------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:
-        """``scorer.json`` (config, sizes, catalog fingerprint) + ``model.pt`` (weights incl. the frozen E_se)."""
+        """``scorer.json`` (model name, config, sizes, catalog fingerprint) + ``model.pt`` (weights incl.
+        the frozen LLM vectors and any graph)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        e_se = getattr(self.model, "e_se", None)
+        shapes = self.model.saved_shapes()
         info = {"format": SCORER_FORMAT, "version": 1, "config": self.model.cfg.to_dict(),
-                "num_items": self.num_items, "llm_dim": int(e_se.shape[1]) if e_se is not None else 0,
-                **self.meta}
+                "num_items": self.num_items, "llm_dim": shapes.get("llm_dim", 0),
+                **{"model": self.model.name}, **self.meta}
+        if set(shapes) - {"llm_dim"}:
+            info["shapes"] = shapes
         tmp = out / (WEIGHTS_FILE + ".tmp")
         torch.save(self.model.state_dict(), tmp)
         os.replace(tmp, out / WEIGHTS_FILE)
@@ -110,15 +113,16 @@ class FallbackScorer(_Base):
             raise GenrecError(f"{cfg_path}: invalid JSON: {e}") from None
         if info.get("format") != SCORER_FORMAT:
             raise GenrecError(f"{cfg_path}: format is {info.get('format')!r}, expected {SCORER_FORMAT!r}")
-        cfg = ESRConfig(**info["config"])
+        from genrec.esr.registry import load_model
+
         n = int(info["num_items"])
-        placeholder = np.zeros((n, info["llm_dim"]), dtype=np.float32) if info["llm_dim"] else None
-        # The PCA initialisation is overwritten by the saved weights; skip it for a zero placeholder.
-        model = DualViewModel(ESRConfig(**{**cfg.to_dict(), "co_init": "random"}), n, placeholder)
-        model.cfg = cfg
+        shapes = {"llm_dim": info.get("llm_dim", 0), **info.get("shapes", {})}
+        # scorers saved before the family had names: SASRec or LLM-ESR, both DualViewModel
+        model = load_model(info.get("model") or "llmesr", info["config"], n, shapes)
         state = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-        meta = {k: v for k, v in info.items() if k not in ("format", "version", "config", "num_items", "llm_dim")}
+        meta = {k: v for k, v in info.items()
+                if k not in ("format", "version", "config", "num_items", "llm_dim", "shapes")}
         if catalog is not None:
             want = catalog.fingerprint()
             have = meta.get("catalog_fingerprint")
@@ -129,7 +133,7 @@ class FallbackScorer(_Base):
 
     # -- scoring ------------------------------------------------------------------------
     def user_vectors(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
-        """[u_se : u_co] for each history (known items only) [B, width]."""
+        """The model's user vector (LLM-ESR: [u_se : u_co]) for each history (known items only) [B, width]."""
         known = [self._known(h) for h in histories]
         empty = [i for i, h in enumerate(known) if not h]
         if empty:
@@ -140,7 +144,7 @@ class FallbackScorer(_Base):
             with torch.inference_mode():
                 return self.model.user_vectors(torch.from_numpy(pad_left(known, self.max_len)), self._tables).numpy()
         out = np.empty((len(known), self._table.shape[1]), dtype=np.float32)
-        order = np.argsort([min(len(h), self.max_len) for h in known], kind="stable")  # little padding per chunk
+        order = np.argsort([min(len(h), self.max_len or len(h)) for h in known], kind="stable")  # little padding per chunk
         with torch.inference_mode():
             for start in range(0, len(known), self.chunk_size):
                 idx = order[start:start + self.chunk_size]

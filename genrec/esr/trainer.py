@@ -1,7 +1,9 @@
-"""One trainer for LLM-ESR, its ablations and SASRec: SASRec-style next-item training, early stopping.
+"""One trainer for the fallback family (SASRec, LLM-ESR and its ablations, AlphaRec, DaRec, PAD).
 
-Every position of a user's training sequence predicts the next item, under the ranking loss
-the settings name (:mod:`genrec.esr.losses`: full softmax by default). Validation ranks the full catalog for each user's
+Each model turns a user's training sequence into (inputs, targets) (:meth:`FallbackModel.train_inputs`:
+for the sequential models every position predicts the next item; AlphaRec predicts every training
+item from the user's vector), under the ranking loss the settings name (:mod:`genrec.esr.losses`:
+full softmax by default) plus the model's own terms. Validation ranks the full catalog for each user's
 validation target with the training history masked (``genrec.metrics``); training stops when
 NDCG@10 has not improved for ``patience`` epochs, and the best weights are kept.
 
@@ -31,8 +33,8 @@ import torch
 
 from genrec.data.dataset import Example
 from genrec.errors import ConfigError
+from genrec.esr.family import FallbackModel, pad_left
 from genrec.esr.losses import LossConfig, RankingLoss
-from genrec.esr.model import DualViewModel
 from genrec.metrics import metrics_from_ranks, ranks
 
 log = logging.getLogger(__name__)
@@ -59,21 +61,6 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)  # ranking loss: ce (default) | sampled_softmax | bce
 
 
-def pad_left(seqs: Sequence[Sequence[int]], max_len: int, shift: int = 1, length: int | None = None) -> np.ndarray:
-    """Sequences of catalog indices → [B, L] int64 rows (item + shift, 0 = padding), newest kept.
-
-    L is the longest (cut) sequence unless ``length`` is given; the model's outputs do not
-    depend on extra left padding.
-    """
-    cut = [s[-max_len:] if max_len else s for s in seqs]
-    width = length or max((len(s) for s in cut), default=1) or 1
-    out = np.zeros((len(cut), width), dtype=np.int64)
-    for r, s in enumerate(cut):
-        if len(s):
-            out[r, width - len(s):] = np.asarray(s, dtype=np.int64) + shift
-    return out
-
-
 class ResumeMismatchError(ConfigError, ValueError):
     """``last.pt`` was written by a run with other settings (a one-line error in the scripts)."""
 
@@ -94,7 +81,7 @@ def _atomic_save(obj, path: Path) -> None:
 
 
 @torch.no_grad()
-def user_vectors_of(model: DualViewModel, histories: Sequence[Sequence[int]], batch_size: int = 512) -> np.ndarray:
+def user_vectors_of(model: FallbackModel, histories: Sequence[Sequence[int]], batch_size: int = 512) -> np.ndarray:
     """[u_se : u_co] of each history (eval mode), batched by similar length."""
     model.eval()
     tables = model.item_tables()
@@ -110,7 +97,7 @@ def user_vectors_of(model: DualViewModel, histories: Sequence[Sequence[int]], ba
 
 
 @torch.no_grad()
-def score_histories(model: DualViewModel, histories: Sequence[Sequence[int]], batch_size: int = 512) -> np.ndarray:
+def score_histories(model: FallbackModel, histories: Sequence[Sequence[int]], batch_size: int = 512) -> np.ndarray:
     """Scores [B, N] of every catalog item for each history (catalog indices)."""
     model.eval()
     tables = model.item_tables()
@@ -142,9 +129,9 @@ def evaluate(model_or_scores, examples: Sequence[Example], batch_size: int = 512
 
 
 class Trainer:
-    """Trains a :class:`DualViewModel` on training sequences; keeps the best by validation NDCG@10."""
+    """Trains a :class:`FallbackModel` on training sequences; keeps the best by validation NDCG@10."""
 
-    def __init__(self, model: DualViewModel, train: dict[str, list[int]], valid: Sequence[Example],
+    def __init__(self, model: FallbackModel, train: dict[str, list[int]], valid: Sequence[Example],
                  cfg: TrainConfig, out_dir: str | os.PathLike, similar: dict[str, list[str]] | None = None) -> None:
         self.model = model
         self.cfg = cfg
@@ -154,14 +141,15 @@ class Trainer:
         self.users = [u for u, s in train.items() if len(s) >= 2]
         self.train = train
         self.similar = similar
-        if model.cfg.distill and similar is None:
+        if getattr(model.cfg, "distill", False) and similar is None:
             raise ValueError("self-distillation is on but no similar-user lists were given")
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
         self.history: list[dict] = []
         if cfg.teacher_refresh not in ("epoch", "batch"):
             raise ValueError(f"teacher_refresh must be 'epoch' or 'batch', got {cfg.teacher_refresh!r}")
         self._row = {u: i for i, u in enumerate(train)}
-        self._lengths = np.minimum([len(train[u]) for u in self.users], model.cfg.max_len + 1)
+        lengths = [len(train[u]) for u in self.users]
+        self._lengths = np.minimum(lengths, model.cfg.max_len + 1) if model.cfg.max_len else np.asarray(lengths)
         self._snapshot: torch.Tensor | None = None
         counts = np.zeros(model.num_items, dtype=np.int64)
         for u in self.users:
@@ -172,12 +160,11 @@ class Trainer:
     def _batch(self, users: Sequence[str], rng: np.random.Generator):
         max_len = self.model.cfg.max_len
         seqs = [self.train[u] for u in users]
-        inp = pad_left([s[:-1] for s in seqs], max_len)
-        pos = pad_left([s[1:] for s in seqs], max_len, length=inp.shape[1])
-        full = pad_left(seqs, max_len + 1)
+        inp, pos = self.model.train_inputs(seqs)
+        full = pad_left(seqs, max_len + 1 if max_len else 0)
         neg = self.ranking.sample(pos, full, rng)
         teacher = None
-        if self.model.cfg.distill and self.model.cfg.alpha > 0:
+        if self.model.distills:
             n = self.model.cfg.n_similar
             if self._snapshot is not None:
                 rows = torch.as_tensor([self._row[v] for u in users for v in self.similar[u][:n]])
@@ -191,7 +178,7 @@ class Trainer:
     def _refresh_teacher(self) -> None:
         """Every training user's current [u_se : u_co] (eval mode, no gradient), for the epoch's teachers."""
         self._snapshot = None
-        if not (self.model.cfg.distill and self.model.cfg.alpha > 0) or self.cfg.teacher_refresh != "epoch":
+        if not self.model.distills or self.cfg.teacher_refresh != "epoch":
             return
         users = list(self._row)
         with torch.no_grad():
@@ -255,7 +242,7 @@ class Trainer:
             self.model.train()
             t0 = time.perf_counter()
             self._refresh_teacher()
-            sums = {"loss": 0.0, "rank": 0.0, "distill": 0.0}
+            sums = {"loss": 0.0}  # then the model's parts, in its order (LLM-ESR: rank, distill)
             steps = 0
             for batch in self._batches(rng):
                 users = [self.users[i] for i in batch]
@@ -265,8 +252,8 @@ class Trainer:
                 loss.backward()
                 self.opt.step()
                 sums["loss"] += float(loss.detach())
-                sums["rank"] += parts["rank"]
-                sums["distill"] += parts["distill"]
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
                 steps += 1
             train_s = time.perf_counter() - t0
             row = {"epoch": epoch, "train_s": round(train_s, 2), **{k: v / max(steps, 1) for k, v in sums.items()}}
@@ -280,8 +267,9 @@ class Trainer:
                 else:
                     bad += 1
             self.history.append(row)
-            log.info("epoch %d: loss %.4f (rank %.4f, distill %.4f) %.1fs/epoch, valid NDCG@10 %.4f (best %.4f @%d)",
-                     epoch, row["loss"], row["rank"], row["distill"], train_s,
+            parts = ", ".join(f"{k} {row[k]:.4f}" for k in sums if k != "loss")
+            log.info("epoch %d: loss %.4f (%s) %.1fs/epoch, valid NDCG@10 %.4f (best %.4f @%d)",
+                     epoch, row["loss"], parts, train_s,
                      row.get("valid_ndcg@10", float("nan")), best, best_epoch)
             _atomic_save(self._state(epoch, best, best_epoch, bad, rng), last)
             bar.update(1)

@@ -1,0 +1,111 @@
+"""SASRec (Kang & McAuley, ICDM 2018): the self-attentive sequence encoder every sequential model of
+the fallback family shares, and SASRec itself.
+
+The blocks here (causal pre-norm self-attention + point-wise feed-forward, padding never
+attended) are the backbone of LLM-ESR (:mod:`genrec.esr.llmesr`), DaRec (:mod:`genrec.esr.darec`)
+and PAD (:mod:`genrec.esr.pad`). Sequences are left-padded item rows (0 = padding, catalog item
+i is row i+1); padding a batch further on the left never changes an output.
+
+SASRec itself is LLM-ESR's collaborative view alone: the same class
+(:class:`~genrec.esr.llmesr.DualViewModel`) with ``views="collaborative"``, random ID
+embeddings, no cross-attention and no distillation, so a comparison of the two isolates what
+LLM-ESR adds (same encoder, loss and trainer). :func:`build_sasrec` makes one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from genrec.esr.llmesr import DualViewModel, ESRConfig
+
+
+class Attention(nn.Module):
+    """Multi-head attention with a boolean allowed-mask [B, Lq, Lk] (True = may attend)."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(hidden, hidden)
+        self.k = nn.Linear(hidden, hidden)
+        self.v = nn.Linear(hidden, hidden)
+        self.o = nn.Linear(hidden, hidden)
+        self.dropout = dropout
+
+    def forward(self, query: torch.Tensor, kv: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        b, lq, d = query.shape
+        h = self.heads
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, -1, h, d // h).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(split(self.q(query)), split(self.k(kv)), split(self.v(kv)),
+                                             attn_mask=allowed.unsqueeze(1),
+                                             dropout_p=self.dropout if self.training else 0.0)
+        return self.o(out.transpose(1, 2).reshape(b, lq, d))
+
+
+class EncoderLayer(nn.Module):
+    """SASRec block: pre-norm self-attention with residual, then a point-wise feed-forward."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(hidden, eps=1e-8)
+        self.attn = Attention(hidden, heads, dropout)
+        self.ffn_norm = nn.LayerNorm(hidden, eps=1e-8)
+        self.ffn = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, hidden), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        q = self.attn_norm(x)
+        x = q + self.attn(q, x, allowed)
+        x = self.ffn_norm(x)
+        x = (x + self.ffn(x)) * keep
+        return x
+
+
+class SequenceEncoder(nn.Module):
+    """A stack of SASRec blocks with a final LayerNorm (causal, padding never attended)."""
+
+    def __init__(self, hidden: int, layers: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(hidden, heads, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(hidden, eps=1e-8)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, allowed, keep)
+        return self.norm(x)
+
+
+def attention_mask(seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(allowed [B, L, L], keep [B, L, 1]) for left-padded ``seqs`` (0 = padding).
+
+    Causal, pad keys excluded; a pad query may see itself only (so no row is empty and its
+    output, zeroed by ``keep`` anyway, stays finite).
+    """
+    b, length = seqs.shape
+    real = seqs > 0
+    causal = torch.ones(length, length, dtype=torch.bool, device=seqs.device).tril()
+    eye = torch.eye(length, dtype=torch.bool, device=seqs.device)
+    allowed = (causal & real[:, None, :]) | eye
+    return allowed, real.unsqueeze(-1).to(torch.float32)
+
+
+def sasrec_config(hidden: int = 64, layers: int = 2, heads: int = 1, dropout: float = 0.5,
+                  max_len: int = 200) -> ESRConfig:
+    """SASRec's settings as an :class:`~genrec.esr.llmesr.ESRConfig` (IDs only)."""
+    from genrec.esr.llmesr import ESRConfig
+
+    return ESRConfig.sasrec(hidden=hidden, layers=layers, heads=heads, dropout=dropout, max_len=max_len)
+
+
+def build_sasrec(cfg: ESRConfig, num_items: int) -> DualViewModel:
+    """SASRec with the backbone settings of ``cfg`` (its LLM-ESR switches are ignored)."""
+    from genrec.esr.llmesr import DualViewModel
+
+    return DualViewModel(sasrec_config(cfg.hidden, cfg.layers, cfg.heads, cfg.dropout, cfg.max_len), num_items)
