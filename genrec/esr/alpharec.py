@@ -117,8 +117,9 @@ class AlphaRec(FallbackModel):
         du, di = self._degrees()
         shape = (self.num_users, self.num_items)
         w = (du[users].clamp(min=1) * di[items].clamp(min=1)).rsqrt()  # 1/sqrt(d_u d_i) per edge
-        norm = torch.sparse_coo_tensor(self.edges, w, shape).coalesce()  # duplicates add up: multiplicity
-        mean = torch.sparse_coo_tensor(self.edges, 1.0 / du[users].clamp(min=1), shape).coalesce()
+        norm = torch.sparse_coo_tensor(self.edges, w, shape, check_invariants=False).coalesce()  # duplicates add up: multiplicity
+        mean = torch.sparse_coo_tensor(self.edges, 1.0 / du[users].clamp(min=1), shape,
+                                       check_invariants=False).coalesce()
         item_l = self.mlp(self.e_llm[1:])
         user_l = self.mlp(torch.sparse.mm(mean, self.e_llm[1:]))  # MLP of each user's mean LLM vector
         layers = [item_l]
