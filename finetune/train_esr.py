@@ -1,8 +1,13 @@
-"""Train the LLM-ESR fallback (or the SASRec / popularity baselines) and evaluate it on the test split.
+"""Train a fallback model of the family, chosen by name, and evaluate it on the test split.
+
+``model``: sasrec | llmesr (the default fallback) | alpharec | darec | pad | popularity; one module
+per model in ``genrec/esr/`` (``genrec.esr.registry`` lists them), all on the same trainer, ranking
+losses, item-vector cache, early stopping, resume and faiss scorer.
 
     python finetune/train_esr.py --config finetune/configs/esr_scientific.yaml
     python finetune/train_esr.py --config finetune/configs/sasrec_scientific.yaml train.epochs=50
-    python finetune/train_esr.py --config finetune/configs/esr_demo.yaml esr.distill=false output_dir=runs/x
+    python finetune/train_esr.py --config finetune/configs/alpharec_scientific.yaml   # or darec_, pad_
+    python finetune/train_esr.py --config finetune/configs/esr_demo.yaml model=pad output_dir=runs/x
 
 Leave-one-out split; early stopping on validation NDCG@10 (full ranking, history masked);
 the best model is saved as a servable scorer (``<output_dir>/scorer``), the test metrics

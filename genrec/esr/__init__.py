@@ -1,5 +1,6 @@
-"""LLM-ESR, the fast fallback path (SPEC.md §2): cached LLM embeddings, a dual-view sequential model
-with retrieval-augmented self-distillation, and a faiss top-K scorer (plus SASRec and popularity baselines).
+"""The fast fallback path: a family of models on cached LLM item vectors, one module each — SASRec
+(``sasrec``), LLM-ESR (``llmesr``, SPEC.md §2), AlphaRec (``alpharec``), DaRec (``darec``), PAD (``pad``) —
+chosen by name (``registry``), with one trainer, one faiss top-K scorer and a popularity baseline.
 
 Example::
 
@@ -9,6 +10,8 @@ Example::
     scorer.recommend([12, 40, 7], k=10)        # [(item index, score), ...] best first
 """
 
+from genrec.esr.alpharec import AlphaRec, AlphaRecConfig
+from genrec.esr.darec import DaRec, DaRecConfig
 from genrec.esr.embeddings import (
                                    EncoderConfig,
                                    LLMEncoder,
@@ -18,12 +21,16 @@ from genrec.esr.embeddings import (
                                    make_encoder,
                                    user_embeddings,
 )
+from genrec.esr.family import FallbackModel
 from genrec.esr.index import ItemIndex, similar_users
-from genrec.esr.model import DualViewModel, ESRConfig, pca
+from genrec.esr.llmesr import DualViewModel, ESRConfig, pca
+from genrec.esr.pad import PAD, PADConfig
+from genrec.esr.registry import MODELS
 from genrec.esr.scorer import FallbackScorer, PopularityScorer, UnknownHistoryError
 from genrec.esr.trainer import TrainConfig, Trainer, evaluate, score_histories
 
 __all__ = [
+    "MODELS", "PAD", "AlphaRec", "AlphaRecConfig", "DaRec", "DaRecConfig", "FallbackModel", "PADConfig",
     "DualViewModel", "ESRConfig", "EncoderConfig", "FallbackScorer", "ItemIndex", "LLMEncoder", "PopularityScorer",
     "SentenceTransformerEncoder", "TrainConfig", "Trainer", "UnknownHistoryError", "cached_embeddings", "evaluate",
     "item_embeddings", "make_encoder", "pca", "score_histories", "similar_users", "user_embeddings",
