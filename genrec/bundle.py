@@ -10,7 +10,7 @@ Layout (every path relative to the bundle directory)::
     popularity.json    training interaction counts per item (the last-resort fallback, tie-breaks)
     model/             the LLM: merged weights, or the base when an adapter is kept apart
     adapter/           a LoRA adapter (only when not merged; GPU vLLM serves it via LoRARequest)
-    fallback/          the LLM-ESR model and its cached embeddings (when one was trained)
+    fallback/          a trained fallback of genrec.esr (its scorer.json names the model), when one was given
     run.json           the run record: settings, input fingerprints, versions, times (genrec.run_record)
 
 Written by one command (``genrec bundle --config X.yaml key=value ...``) into a temporary
