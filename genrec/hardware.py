@@ -41,6 +41,28 @@ def torch_has_cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def cpu_has_fast_bf16() -> bool:
+    """True where oneDNN has native bf16 kernels (AVX-512 BF16 / AMX class CPUs).
+
+    Measured: without them (an AMD EPYC without AVX-512) a bf16 matmul ran 6x slower than fp32
+    and a SmolLM2 forward 2x slower; with them (an AMD EPYC with AVX-512 BF16) a SmolLM2 forward
+    ran ~4x faster than fp32, its mean-pooled states at cosine 0.99998 of fp32's.
+    """
+    try:
+        import torch
+
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (ImportError, AttributeError, RuntimeError):
+        return False
+
+
+def inference_dtype(dtype: str = "auto") -> str:
+    """``auto``: bfloat16 on CUDA and on CPUs with native bf16 kernels, float32 elsewhere."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if torch_has_cuda() or cpu_has_fast_bf16() else "float32"
+
+
 def main(argv: list[str]) -> int:
     what = argv[1] if len(argv) > 1 else "cuda"
     cuda = detect_cuda()

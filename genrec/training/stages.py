@@ -23,6 +23,7 @@ import yaml
 
 from genrec.config import to_dict
 from genrec.errors import ConfigError
+from genrec.hardware import cpu_has_fast_bf16
 from genrec.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -40,18 +41,6 @@ class StageResult:
     metrics_path: Path
     train_seconds: float = 0.0
     summary: str = ""             # losses of this invocation, for the console
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True where oneDNN has native bf16 kernels (AVX-512 BF16 / AMX class CPUs).
-
-    Measured: without them (an AMD EPYC without AVX-512 here) a bf16 matmul ran 6x slower
-    than fp32 and a SmolLM2 forward 2x slower, so ``auto`` must not pick bf16 there.
-    """
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def choose_precision(precision: str, cuda: bool) -> tuple[torch.dtype, bool]:
