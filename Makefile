@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint constraints bench-quick
+.PHONY: setup demo test lint constraints bench-quick reproduce-quick
 
 setup:
 	bash scripts/setup.sh
@@ -29,3 +29,8 @@ constraints:
 
 bench-quick: setup
 	for b in bench/*.py; do $(PY) $$b --quick || exit 1; done
+
+# Re-run the cheap rows of docs/results.md (popularity, SASRec, LLM-ESR on Scientific; needs ../shared)
+# and fail when a number leaves the range docs/reproduce.md gives for it.
+reproduce-quick: setup
+	$(PY) eval/reproduce.py --config eval/configs/reproduce_quick.yaml

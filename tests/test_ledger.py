@@ -75,3 +75,33 @@ def test_runner_trains_each_seed_once_and_writes_the_ledger(tmp_path):
     stamp = [(r / "results.json").stat().st_mtime_ns for r in runs]
     assert run_experiments(cfg)["sasrec"] == e  # finished runs are reused, not trained again
     assert [(r / "results.json").stat().st_mtime_ns for r in runs] == stamp
+
+
+def test_reproduce_passes_inside_the_range_and_fails_loudly_outside(tmp_path, capsys):
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("reproduce_script", REPO / "eval" / "reproduce.py")
+    script = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce_script"] = script
+    spec.loader.exec_module(script)
+    exps = tmp_path / "exp.yaml"
+    exps.write_text(json.dumps({"dataset": "demo", "experiments": [
+        {"name": "popularity", "config": str(REPO / "finetune/configs/esr_demo.yaml"),
+         "overrides": ["model=popularity"], "seeds": [0]}]}))
+    from genrec.config import load_config
+    from genrec.esr.experiments import ExperimentsConfig, run_experiments
+
+    truth = run_experiments(load_config(ExperimentsConfig, exps, [f"runs_dir={tmp_path / 'truth'}",
+                                                                  "write_ledger=false"]))["popularity"]["ndcg@10"]
+    good = tmp_path / "good.yaml"
+    good.write_text(json.dumps({"runs_dir": str(tmp_path / "r"), "checks": [
+        {"experiments": str(exps), "name": "popularity", "expect": {"ndcg@10": [truth - 1e-6, truth + 1e-6]}}]}))
+    assert script.main(["--config", str(good)]) == 0
+    assert "reproduced: 1 value(s)" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"  # the same check with the range edited to exclude the real value
+    bad.write_text(good.read_text().replace(str(truth - 1e-6), str(truth + 0.01)).replace(str(truth + 1e-6),
+                                                                                        str(truth + 0.02)))
+    assert script.main(["--config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "REPRODUCTION FAILED: popularity ndcg@10" in err and f"{truth:.4f}" in err

@@ -94,9 +94,11 @@ def run_experiments(cfg: ExperimentsConfig) -> dict[str, dict]:
             results.append(run_one(settings))
         command = f"python eval/run_experiments.py --config {cfg.config_path or '<experiments file>'} only={exp.name}"
         train_s = [r["training"].get("train_total_s", 0.0) for r in results]
+        valid = [r["training"]["best_valid_ndcg@10"] for r in results if "best_valid_ndcg@10" in r["training"]]
         entry = entry_from_reports([r["test"] for r in results], exp.seeds, exp.config, command,
                                    overrides=list(exp.overrides), **_describe(settings),
                                    train_s_mean=round(sum(train_s) / len(train_s), 1),
+                                   **({"valid_ndcg@10": round(sum(valid) / len(valid), 6)} if valid else {}),
                                    runs=[str(Path(r["scorer_dir"]).parent) for r in results])
         if exp.note:
             entry["note"] = exp.note
