@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from genrec.data.catalog import Catalog, Item
-from genrec.esr.embeddings import LLMEncoder, item_embeddings, user_embeddings, user_embeddings_from_items
+from genrec.esr.embeddings import (
+    LLMEncoder,
+    cache_entry,
+    item_embeddings,
+    user_embeddings,
+    user_embeddings_from_items,
+)
 
 PROMPTS = __import__("pathlib").Path(__file__).resolve().parents[1] / "prompts"
 
@@ -46,7 +52,7 @@ def test_cache_is_reused_when_nothing_changed(tiny_encoder, tmp_path):
     b = item_embeddings(cat, tiny_encoder, tmp_path, progress=False)
     assert tiny_encoder.calls - before == len(cat)  # second call: no encoder work
     np.testing.assert_array_equal(a, b)
-    man = json.loads((tmp_path / "items.manifest.json").read_text())
+    man = json.loads(cache_entry(tmp_path, "items", "tiny-llama")[1].read_text())
     assert man["encoder"] == "tiny-llama" and man["dim"] == 32 and man["count"] == 7
     assert man["catalog"] == cat.fingerprint() and man["template_hash"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
@@ -58,7 +64,7 @@ def test_cache_is_rebuilt_when_the_catalog_changes(tiny_encoder, tmp_path):
     other = _catalog(suffix=" v2")
     vec = item_embeddings(other, tiny_encoder, tmp_path, progress=False)
     assert tiny_encoder.calls - before == len(other)
-    assert json.loads((tmp_path / "items.manifest.json").read_text())["catalog"] == other.fingerprint()
+    assert json.loads(cache_entry(tmp_path, "items", "tiny-llama")[1].read_text())["catalog"] == other.fingerprint()
     np.testing.assert_allclose(vec, tiny_encoder.encode([__import__("genrec.prompting", fromlist=["x"])
                                                          .esr_item_text(i) for i in other], progress=False), atol=1e-5)
 
@@ -89,6 +95,11 @@ def test_cache_from_another_encoder_is_rebuilt_not_used(tiny_encoder, tmp_path, 
     other = LLMEncoder(model=LlamaModel(cfg), tokenizer=tokenizer, max_length=64, encoder_id="other-llama")
     vec = item_embeddings(cat, other, tmp_path, progress=False)
     assert other.calls == len(cat) and vec.shape == (7, 16)
+    # each encoder keeps its own entry: going back to the first one costs no encoding
+    before = tiny_encoder.calls
+    item_embeddings(cat, tiny_encoder, tmp_path, progress=False)
+    assert tiny_encoder.calls == before
+    assert len(list(tmp_path.glob("items-*.npy"))) == 2
 
 
 def test_user_prompts_use_training_items_only_and_are_cached(tiny_encoder, tmp_path):

@@ -1,9 +1,9 @@
 """Cached LLM embeddings for LLM-ESR (SPEC.md §2): items from the item prompt, users from the user prompt.
 
 The LLM is never called at serving time: item and user vectors are computed once, in
-batches with a progress bar, and stored on disk as ``<name>.npy`` plus ``<name>.manifest.json``
-(encoder id, prompt template hash, catalog fingerprint, hash of the exact texts, dimension,
-count). A cache whose manifest differs in anything (another catalog, another encoder, another
+batches with a progress bar, and stored on disk as ``<name>-<encoder tag>.npy`` plus its
+``.manifest.json`` (encoder id, prompt template hash, catalog fingerprint, hash of the exact
+texts, dimension, count): one entry per encoder. A cache whose manifest differs in anything (another catalog, another encoder, another
 template, other training data) is rebuilt, never silently used. Files are written to a
 temporary name and renamed, so a killed run never leaves a half-written cache behind.
 
@@ -337,33 +337,52 @@ def _atomic_write_bytes(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+def cache_entry(cache: str | os.PathLike, name: str, encoder_id: str) -> tuple[Path, Path]:
+    """(array, manifest) paths of ``name`` encoded by ``encoder_id``: one entry per encoder, so
+    switching encoders never overwrites another's vectors."""
+    tag = hashlib.sha256(encoder_id.encode()).hexdigest()[:10]
+    directory = Path(cache)
+    return directory / f"{name}-{tag}.npy", directory / f"{name}-{tag}.manifest.json"
+
+
+def _load_if_matching(npy: Path, man: Path, want: dict, count: int) -> tuple[np.ndarray | None, list[str]]:
+    """The cached array when its manifest matches ``want`` key by key, else (None, differing keys)."""
+    if not (npy.exists() and man.exists()):
+        return None, []
+    try:
+        have = json.loads(man.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        have = {}
+    diff = [k for k in want if have.get(k) != want[k]]
+    if diff:
+        return None, [f"{k}: {have.get(k)!r} -> {want.get(k)!r}" for k in diff[:3]]
+    arr = np.load(npy)
+    if arr.shape != (count, have.get("dim")):
+        return None, ["shape"]
+    return arr, []
+
+
 def cached_embeddings(cache: str | os.PathLike, name: str, texts: Sequence[str], encoder: TextEncoder,
                       meta: dict, progress: bool = True) -> np.ndarray:
-    """``texts`` encoded, from ``cache/<name>.npy`` when its manifest matches, else computed and stored.
+    """``texts`` encoded, from the cache entry of this encoder when its manifest matches, else
+    computed and stored (see :func:`cache_entry`).
 
     ``meta`` holds what identifies the inputs beyond the texts themselves (template hash,
     catalog fingerprint, ...); it is compared key by key and the first difference is logged.
+    A matching ``<name>.npy`` of the single-entry layout of earlier versions is reused too.
     """
     directory = Path(cache)
     directory.mkdir(parents=True, exist_ok=True)
-    npy = directory / f"{name}.npy"
-    man = directory / f"{name}.manifest.json"
+    npy, man = cache_entry(directory, name, encoder.encoder_id)
     want = {"version": MANIFEST_VERSION, "encoder": encoder.encoder_id, **meta,
             "texts_hash": _texts_hash(texts), "count": len(texts)}
-    if npy.exists() and man.exists():
-        try:
-            have = json.loads(man.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            have = {}
-        diff = [k for k in want if have.get(k) != want[k]]
-        if not diff:
-            arr = np.load(npy)
-            if arr.shape == (len(texts), have.get("dim")):
-                log.info("%s: reusing cached embeddings (%d x %d)", npy, *arr.shape)
-                return arr
-            diff = ["shape"]
-        log.warning("%s: cache was built for other inputs (%s differ); rebuilding",
-                    npy, ", ".join(f"{k}: {have.get(k)!r} -> {want.get(k)!r}" for k in diff[:3]))
+    for a, m in ((npy, man), (directory / f"{name}.npy", directory / f"{name}.manifest.json")):
+        arr, diff = _load_if_matching(a, m, want, len(texts))
+        if arr is not None:
+            log.info("%s: reusing cached embeddings (%d x %d)", a, *arr.shape)
+            return arr
+        if diff and a == npy:
+            log.warning("%s: cache was built for other inputs (%s differ); rebuilding", a, ", ".join(diff))
     vectors = np.ascontiguousarray(encoder.encode(list(texts), progress=progress), dtype=np.float32)
     # The array first, then the manifest: a manifest never describes an array that is not there.
     _atomic_write_bytes(npy, lambda f: np.save(f, vectors))
