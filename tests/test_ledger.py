@@ -60,7 +60,9 @@ def test_runner_trains_each_seed_once_and_writes_the_ledger(tmp_path):
         "experiments": [{"name": "sasrec", "config": str(REPO / "finetune/configs/esr_demo.yaml"),
                          "overrides": ["model=sasrec", "train.epochs=2"], "seeds": [0, 1]},
                         {"name": "popularity", "config": str(REPO / "finetune/configs/esr_demo.yaml"),
-                         "overrides": ["model=popularity"], "seeds": [0]}]}))
+                         "overrides": ["model=popularity"], "seeds": [0]},
+                        {"name": "headline", "config": str(REPO / "finetune/configs/esr_demo.yaml"),
+                         "overrides": ["model=sasrec", "train.epochs=2"], "seeds": [1]}]}))
     cfg = load_config(ExperimentsConfig, spec, ["only=sasrec", f"config_path={spec}"])
     entries = run_experiments(cfg)
     ledger = read_ledger(tmp_path / "summary.json")
@@ -75,6 +77,11 @@ def test_runner_trains_each_seed_once_and_writes_the_ledger(tmp_path):
     stamp = [(r / "results.json").stat().st_mtime_ns for r in runs]
     assert run_experiments(cfg)["sasrec"] == e  # finished runs are reused, not trained again
     assert [(r / "results.json").stat().st_mtime_ns for r in runs] == stamp
+    # another experiment with the same settings copies the finished run instead of training it again
+    head = run_experiments(load_config(ExperimentsConfig, spec, ["only=headline"]))["headline"]
+    copied = json.loads((Path(head["runs"][0]) / "results.json").read_text())
+    assert copied["copied_from"] == str(runs[1]) and copied["test"] == results[1]["test"]
+    assert copied["settings"]["output_dir"] == head["runs"][0]
 
 
 def test_reproduce_passes_inside_the_range_and_fails_loudly_outside(tmp_path, capsys):

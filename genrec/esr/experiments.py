@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,15 +49,37 @@ def settings_for(exp: Experiment, seed: int, runs_dir: Path) -> FallbackSettings
     return load_config(FallbackSettings, exp.config, [*exp.overrides, f"train.seed={seed}", f"output_dir={out}"])
 
 
-def run_one(settings: FallbackSettings) -> dict:
-    """``results.json`` of a finished run with these settings, else a new run's results."""
-    path = Path(settings.output_dir) / "results.json"
+def _same_run(a: dict, b: dict) -> bool:
+    """Settings equal in everything but the output folder (so the same trained model)."""
+    return {k: v for k, v in a.items() if k != "output_dir"} == {k: v for k, v in b.items() if k != "output_dir"}
+
+
+def run_one(settings: FallbackSettings, runs_dir: Path | None = None) -> dict:
+    """``results.json`` of a finished run with these settings, else a new run's results.
+
+    A finished run of another experiment under ``runs_dir`` with the same settings (an encoder
+    study's row that became the headline row, say) is copied instead of trained again: runs are
+    deterministic, so training it again would only repeat the same numbers.
+    """
+    out = Path(settings.output_dir)
+    path = out / "results.json"
+    want = json.loads(json.dumps(to_dict(settings)))
     if path.exists():
         done = json.loads(path.read_text())
-        if done.get("settings") == json.loads(json.dumps(to_dict(settings))):
+        if done.get("settings") == want:
             log.info("%s: reusing the finished run", path)
             return done
         log.warning("%s: written with other settings; training again", path)
+    for other in sorted(runs_dir.glob("*/seed*/results.json")) if runs_dir else []:
+        done = json.loads(other.read_text())
+        if other != path and _same_run(done.get("settings", {}), want):
+            log.info("%s: same settings as %s; copying that run", out, other.parent)
+            if out.exists():
+                shutil.rmtree(out)
+            shutil.copytree(other.parent, out)
+            done.update(settings=want, scorer_dir=str(out / "scorer"), copied_from=str(other.parent))
+            (out / "results.json").write_text(json.dumps(done, indent=1))
+            return done
     return train_and_test(settings)
 
 
@@ -91,7 +114,7 @@ def run_experiments(cfg: ExperimentsConfig) -> dict[str, dict]:
         for seed in exp.seeds:
             settings = settings_for(exp, seed, runs_dir)
             log.info("experiment %s, seed %d -> %s", exp.name, seed, settings.output_dir)
-            results.append(run_one(settings))
+            results.append(run_one(settings, runs_dir))
         command = f"python eval/run_experiments.py --config {cfg.config_path or '<experiments file>'} only={exp.name}"
         train_s = [r["training"].get("train_total_s", 0.0) for r in results]
         valid = [r["training"]["best_valid_ndcg@10"] for r in results if "best_valid_ndcg@10" in r["training"]]
