@@ -272,8 +272,8 @@ class Trainer:
                      epoch, row["loss"], parts, train_s,
                      row.get("valid_ndcg@10", float("nan")), best, best_epoch)
             _atomic_save(self._state(epoch, best, best_epoch, bad, rng), last)
-            bar.update(1)
             bar.set_postfix_str(f"valid NDCG@10 {best:.4f} @{best_epoch}", refresh=False)
+            bar.update(1)  # draws the postfix of this epoch
         bar.close()
         if best_path.exists():
             self.model.load_state_dict(torch.load(best_path, weights_only=False)["model"])
