@@ -3,7 +3,7 @@
     python eval/ledger_report.py                       # every dataset
     python eval/ledger_report.py --dataset scientific --methods sasrec,llmesr
 
-One table per dataset: mean over seeds (± sample std where several seeds ran) of NDCG@10,
+One table per dataset (``--groups``: NDCG@10 by head/tail users and items): mean over seeds (± sample std where several seeds ran) of NDCG@10,
 Recall@10, Recall@1, MRR (optimistic ranks; full catalog, history masked, all test users), the
 tail- and head-item NDCG@10, and the seeds and users each row was measured on.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genrec.ledger import format_entries, read_ledger  # noqa: E402
+from genrec.ledger import format_entries, format_groups, read_ledger  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ledger", default="docs/results/summary.json")
     parser.add_argument("--dataset", default="", help="one dataset (default: all)")
     parser.add_argument("--methods", default="", help="comma-separated methods, in this order (default: all)")
+    parser.add_argument("--groups", action="store_true", help="NDCG@10 by head/tail users and items instead")
     args = parser.parse_args(argv)
     ledger = read_ledger(args.ledger)
     if not ledger:
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         names = [m for m in args.methods.split(",") if m in methods] if args.methods else list(methods)
         print(f"### {dataset}\n")
-        print(format_entries({m: methods[m] for m in names}))
+        chosen = {m: methods[m] for m in names}
+        print(format_groups(chosen) if args.groups else format_entries(chosen))
         print()
     return 0
 

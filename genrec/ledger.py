@@ -88,3 +88,12 @@ def format_entries(entries: Mapping[str, Mapping]) -> str:
                     f"{e['recall@1']:.4f} | {e['mrr']:.4f} | {cell('tail_items_ndcg@10')} | "
                     f"{e['head_items_ndcg@10']:.4f} | {e['n_users']} |")
     return "\n".join(rows)
+
+
+def format_groups(entries: Mapping[str, Mapping]) -> str:
+    """NDCG@10 (optimistic, mean over seeds) overall and for head/tail users and items."""
+    rows = ["| method | overall | head users | tail users | head items | tail items |", "|---|---|---|---|---|---|"]
+    for name, e in entries.items():
+        rows.append(f"| {name} | {e['ndcg@10']:.4f} | {e['head_users_ndcg@10']:.4f} | {e['tail_users_ndcg@10']:.4f} | "
+                    f"{e['head_items_ndcg@10']:.4f} | {e['tail_items_ndcg@10']:.4f} |")
+    return "\n".join(rows)

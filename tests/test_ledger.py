@@ -48,6 +48,9 @@ def test_table_shows_mean_and_std():
     e = entry_from_reports([_report(0.07, 0.03), _report(0.08, 0.05)], [1, 2], "c.yaml", "python x")
     table = format_entries({"sasrec": e})
     assert "| sasrec | 2 | 0.0750 ± 0.0071 | 0.1500 |" in table
+    from genrec.ledger import format_groups
+
+    assert "| sasrec | 0.0750 | 0.0400 | 0.0400 | 0.0400 | 0.0400 |" in format_groups({"sasrec": e})
 
 
 def test_runner_trains_each_seed_once_and_writes_the_ledger(tmp_path):
