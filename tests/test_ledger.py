@@ -115,3 +115,13 @@ def test_reproduce_passes_inside_the_range_and_fails_loudly_outside(tmp_path, ca
     assert script.main(["--config", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "REPRODUCTION FAILED: popularity ndcg@10" in err and f"{truth:.4f}" in err
+
+
+def test_settings_saved_before_a_later_model_section_still_match():
+    from genrec.esr.experiments import _same_run, _same_settings
+
+    want = {"model": "sasrec", "esr": {"hidden": 64}, "pad": {"lam": 0.1}, "output_dir": "a"}
+    assert _same_settings({"model": "sasrec", "esr": {"hidden": 64}, "output_dir": "a"}, want)
+    assert not _same_settings({"model": "sasrec", "esr": {"hidden": 32}, "output_dir": "a"}, want)
+    assert not _same_settings({"model": "pad", "esr": {"hidden": 64}, "output_dir": "a"}, {**want, "model": "pad"})
+    assert _same_run({"model": "sasrec", "esr": {"hidden": 64}, "output_dir": "b"}, want)

@@ -49,9 +49,21 @@ def settings_for(exp: Experiment, seed: int, runs_dir: Path) -> FallbackSettings
     return load_config(FallbackSettings, exp.config, [*exp.overrides, f"train.seed={seed}", f"output_dir={out}"])
 
 
+# Settings sections added after some runs were made, each read only by its own model: a saved run
+# without one was made with settings that did not have it, not with other values of it.
+LATER_SECTIONS = ("alpharec", "darec", "pad")
+
+
+def _same_settings(saved: dict, want: dict, ignore: tuple[str, ...] = ()) -> bool:
+    """``saved`` (a finished run's settings) equals ``want``, except the keys in ``ignore`` and
+    the later model sections that ``saved`` predates and its model does not read."""
+    skip = set(ignore) | {k for k in LATER_SECTIONS if k not in saved and saved.get("model") != k}
+    return {k: v for k, v in saved.items() if k not in skip} == {k: v for k, v in want.items() if k not in skip}
+
+
 def _same_run(a: dict, b: dict) -> bool:
     """Settings equal in everything but the output folder (so the same trained model)."""
-    return {k: v for k, v in a.items() if k != "output_dir"} == {k: v for k, v in b.items() if k != "output_dir"}
+    return _same_settings(a, b, ignore=("output_dir",))
 
 
 def run_one(settings: FallbackSettings, runs_dir: Path | None = None) -> dict:
@@ -66,7 +78,7 @@ def run_one(settings: FallbackSettings, runs_dir: Path | None = None) -> dict:
     want = json.loads(json.dumps(to_dict(settings)))
     if path.exists():
         done = json.loads(path.read_text())
-        if done.get("settings") == want:
+        if _same_settings(done.get("settings", {}), want):
             log.info("%s: reusing the finished run", path)
             return done
         log.warning("%s: written with other settings; training again", path)
@@ -88,7 +100,7 @@ def _describe(settings: FallbackSettings) -> dict:
     out = {"model": settings.model}
     if settings.model != "popularity":
         out["loss"] = settings.train.loss.kind
-    if settings.model == "llmesr":
+    if settings.model not in ("sasrec", "popularity"):  # the models that read the item vectors
         e = settings.encoder
         out["encoder"] = {"kind": e.kind, "model": e.model, "pooling": e.pooling, "layer": e.layer,
                           "max_length": e.max_length, "postprocess": e.postprocess, "dims": e.dims}
