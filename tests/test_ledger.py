@@ -125,3 +125,24 @@ def test_settings_saved_before_a_later_model_section_still_match():
     assert not _same_settings({"model": "sasrec", "esr": {"hidden": 32}, "output_dir": "a"}, want)
     assert not _same_settings({"model": "pad", "esr": {"hidden": 64}, "output_dir": "a"}, {**want, "model": "pad"})
     assert _same_run({"model": "sasrec", "esr": {"hidden": 64}, "output_dir": "b"}, want)
+
+
+def test_a_finished_run_with_other_settings_is_moved_aside_not_resumed(tmp_path):
+    from genrec.config import load_config
+    from genrec.esr.experiments import ExperimentsConfig, run_experiments
+
+    def spec(epochs: int):
+        path = tmp_path / f"exp{epochs}.yaml"
+        path.write_text(json.dumps({"dataset": "demo", "runs_dir": str(tmp_path / "runs"), "write_ledger": False,
+                                    "experiments": [{"name": "s", "config": str(REPO / "finetune/configs/esr_demo.yaml"),
+                                                     "overrides": ["model=sasrec", f"train.epochs={epochs}"],
+                                                     "seeds": [0]}]}))
+        return load_config(ExperimentsConfig, path)
+
+    run_experiments(spec(1))
+    run_experiments(spec(2))  # the trainer would refuse the old last.pt: the runner moves the old run away
+    folder = tmp_path / "runs" / "demo" / "s"
+    moved = [p.name for p in folder.iterdir() if p.name.startswith("seed0.replaced-")]
+    assert len(moved) == 1
+    assert json.loads((folder / moved[0] / "results.json").read_text())["training"]["epochs_run"] == 1
+    assert json.loads((folder / "seed0" / "results.json").read_text())["training"]["epochs_run"] == 2

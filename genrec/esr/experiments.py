@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,7 +82,9 @@ def run_one(settings: FallbackSettings, runs_dir: Path | None = None) -> dict:
         if _same_settings(done.get("settings", {}), want):
             log.info("%s: reusing the finished run", path)
             return done
-        log.warning("%s: written with other settings; training again", path)
+        aside = out.with_name(f"{out.name}.replaced-{int(time.time())}")
+        log.warning("%s: written with other settings; moved to %s, training again", path, aside)
+        out.rename(aside)  # its checkpoints belong to those settings: the trainer must not resume them
     for other in sorted(runs_dir.glob("*/seed*/results.json")) if runs_dir else []:
         done = json.loads(other.read_text())
         if other != path and _same_run(done.get("settings", {}), want):
