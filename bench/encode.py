@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--token-budget", type=int, default=8192)
     parser.add_argument("--dtype", default="auto", help="genrec encoder's dtype: auto | float32 | bfloat16")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for both encoders (0: the reference "
+                        "keeps torch's setting, genrec uses every core)")
     parser.add_argument("--skip-reference", action="store_true", help="time the genrec encoder alone")
     args = parser.parse_args(argv)
     n = 96 if args.quick else args.texts
@@ -98,15 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     ref = None
     if not args.skip_reference:
-        torch.set_num_threads(threads_found)
+        torch.set_num_threads(args.threads or threads_found)
         ref_enc = LLMEncoder("smollm2-135m", max_length=args.max_length, dtype="float32")
         ref_enc.model  # noqa: B018
         reference_encode(ref_enc, texts[:8])  # warm-up
         t0 = time.perf_counter()
         ref, computed = reference_encode(ref_enc, texts)
         secs = time.perf_counter() - t0
-        rows.append(("reference (fp32, batch 32, char order)", threads_found, secs, real / secs, 1 - real / computed))
-    torch.set_num_threads(os.cpu_count() or 1)
+        rows.append(("reference (fp32, batch 32, char order)", torch.get_num_threads(), secs, real / secs, 1 - real / computed))
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
     computed = sum(len(b) * max(lengths[i] for i in b) for b in enc.batches(lengths))
     t0 = time.perf_counter()
     new = enc.encode(texts, progress=False)
