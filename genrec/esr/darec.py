@@ -26,7 +26,7 @@ weight λ.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from torch import nn
 
 from genrec.errors import ConfigError
 from genrec.esr.family import FallbackModel
-from genrec.esr.llmesr import DualViewModel, ESRConfig, prepare_llm_embeddings
+from genrec.esr.llmesr import DualViewModel, ESRConfig, OnBackbone, prepare_llm_embeddings
 from genrec.esr.losses import RankingLoss
 
 
@@ -63,16 +63,9 @@ class DaRecConfig:
 
 
 @dataclass
-class DaRecModelConfig:
+class DaRecModelConfig(OnBackbone):
     backbone: ESRConfig = field(default_factory=ESRConfig.sasrec)
     darec: DaRecConfig = field(default_factory=DaRecConfig)
-
-    @property
-    def max_len(self) -> int:
-        return self.backbone.max_len
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> DaRecModelConfig:

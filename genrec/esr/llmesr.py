@@ -89,6 +89,20 @@ class ESRConfig:
         return asdict(self)
 
 
+class OnBackbone:
+    """Settings of a model built on the SASRec/LLM-ESR backbone (DaRec, PAD): what the shared
+    trainer and scorer read, ``max_len`` and ``to_dict()``, come from the ``backbone`` field."""
+
+    backbone: ESRConfig
+
+    @property
+    def max_len(self) -> int:
+        return self.backbone.max_len
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def prepare_llm_embeddings(x: np.ndarray) -> np.ndarray:
     """Centre the LLM item vectors and scale them to unit mean row norm (**ours**).
 

@@ -26,7 +26,7 @@ loss (full softmax by default) instead of BCE; the gate sees the frequency only.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from torch import nn
 
 from genrec.errors import ConfigError
 from genrec.esr.family import FallbackModel
-from genrec.esr.llmesr import ESRConfig, prepare_llm_embeddings
+from genrec.esr.llmesr import ESRConfig, OnBackbone, prepare_llm_embeddings
 from genrec.esr.losses import RankingLoss
 from genrec.esr.sasrec import SequenceEncoder, attention_mask
 
@@ -64,16 +64,9 @@ class PADConfig:
 
 
 @dataclass
-class PADModelConfig:
+class PADModelConfig(OnBackbone):
     backbone: ESRConfig = field(default_factory=ESRConfig.sasrec)
     pad: PADConfig = field(default_factory=PADConfig)
-
-    @property
-    def max_len(self) -> int:
-        return self.backbone.max_len
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> PADModelConfig:
