@@ -9,20 +9,20 @@ when any value is outside its range, 0 when all are inside.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from genrec import console  # noqa: E402
 from genrec.config import parse_args  # noqa: E402
 from genrec.errors import GenrecError  # noqa: E402
 from genrec.reproduce import ReproduceConfig, format_outcomes, run_checks  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_args(ReproduceConfig, argv, description=__doc__.splitlines()[0])
+    console.setup(Path(cfg.runs_dir) / "logs", "reproduce", capture_fds=argv is None)  # library logs to a file
     outcomes = run_checks(cfg)
     print(format_outcomes(outcomes))
     bad = [o for o in outcomes if not o.ok]

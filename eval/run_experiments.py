@@ -11,25 +11,27 @@ tested on all test users (full ranking, history masked) and the mean over seeds 
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from genrec import console  # noqa: E402
 from genrec.config import parse_args  # noqa: E402
 from genrec.errors import GenrecError  # noqa: E402
-from genrec.esr.experiments import ExperimentsConfig, run_experiments, summary_table  # noqa: E402
+from genrec.esr.experiments import ExperimentsConfig, run_experiments  # noqa: E402
+from genrec.ledger import format_entries  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    in_process = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg = parse_args(ExperimentsConfig, argv, description=__doc__.splitlines()[0])
+    console.setup(Path(cfg.runs_dir) / cfg.dataset / "logs", "run_experiments", capture_fds=not in_process)
     if not cfg.config_path and "--config" in argv:
         cfg.config_path = argv[argv.index("--config") + 1]
     entries = run_experiments(cfg)
-    print(summary_table(entries))
+    print(format_entries(entries))
     return 0
 
 

@@ -148,7 +148,3 @@ def run_experiments(cfg: ExperimentsConfig) -> dict[str, dict]:
             update_ledger(cfg.ledger, cfg.dataset, exp.name, entry)
         print(format_entries({exp.name: entry}).splitlines()[-1], flush=True)
     return entries
-
-
-def summary_table(entries: dict[str, dict]) -> str:
-    return format_entries(entries)
