@@ -8,10 +8,16 @@ other prompts of the call. s is taken from the RAW logits (``output_logits=True`
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from genrec.generation._stop import cut_at_stop, eos_token_ids
 from genrec.generation.base import GenerationConfig, Sample, resolve_dtype
+
+# Rows x tokens x vocabulary floats of logits computed at once when scoring candidates
+# (SmolLM2: 49,152 x 4 bytes a token, so ~128 MB).
+_SCORE_CHUNK_FLOATS = 32_000_000
 
 
 class HFGenerator:
@@ -90,3 +96,61 @@ class HFGenerator:
     def score(self, prompts: list[str], continuations: list[str]) -> list[float]:
         return [self.score_ids(self.tokenizer(p).input_ids, self.tokenizer(c, add_special_tokens=False).input_ids)
                 for p, c in zip(prompts, continuations, strict=True)]
+
+    # -- decoding onto the catalog (genrec.decoding) ---------------------------------------
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The prompt's tokens exactly as ``generate`` encodes them."""
+        return self.tokenizer(prompt).input_ids
+
+    def constrained_beam(self, prompts: list[str], trie, width: int | None = None) -> list[list]:
+        """Beam search inside the item prefix tree (``width`` = N_gen by default), one prompt
+        at a time: a list of :class:`~genrec.decoding.constrained.Decoded` per prompt."""
+        from genrec.decoding.constrained import HFStepper, beam_search
+
+        stepper = HFStepper(self.model)
+        return [beam_search(stepper, trie, self.prompt_ids(p), width or self.cfg.n, self.cfg.max_new_tokens)
+                for p in prompts]
+
+    def constrained_sample(self, prompts: list[str], trie, n: int | None = None,
+                           seed: int | None = None) -> list[list]:
+        """N_gen samples inside the item prefix tree per prompt (prompt p seeded ``seed + p``),
+        merged by item path."""
+        from genrec.decoding.constrained import HFStepper, sample
+
+        cfg = self.cfg
+        seed = cfg.seed if seed is None else seed
+        stepper = HFStepper(self.model)
+        return [sample(stepper, trie, self.prompt_ids(p), n or cfg.n, cfg.max_new_tokens, cfg.temperature,
+                       cfg.top_k, cfg.top_p, None if seed is None else seed + i) for i, p in enumerate(prompts)]
+
+    @torch.no_grad()
+    def score_candidates(self, prompt: str, continuations: list[list[int]]) -> list[float]:
+        """s of each continuation after one prompt: the prompt is run once and its KV cache
+        shared by every candidate (the transformers form of prefix caching), the candidates
+        then go through in batches, right-padded (a causal model never attends to the pads)."""
+        if not continuations:
+            return []
+        prompt_ids = self.prompt_ids(prompt)
+        ids = torch.tensor([prompt_ids], device=self.model.device)
+        out = self.model(ids, use_cache=True)
+        first = out.logits[0, -1].float().log_softmax(-1)
+        prefix = out.past_key_values
+        vocab = out.logits.shape[-1]
+        longest = max(len(c) for c in continuations)
+        rows = max(1, _SCORE_CHUNK_FLOATS // max(1, longest * vocab))
+        scores: list[float] = []
+        for start in range(0, len(continuations), rows):
+            chunk = continuations[start:start + rows]
+            width = max(len(c) for c in chunk)
+            if width == 1:
+                scores.extend(float(first[c[0]]) for c in chunk)
+                continue
+            cache = copy.deepcopy(prefix)
+            cache.reorder_cache(torch.zeros(len(chunk), dtype=torch.long, device=self.model.device))
+            pad = self.tokenizer.pad_token_id or 0
+            batch = torch.tensor([c[:-1] + [pad] * (width - len(c)) for c in chunk], device=self.model.device)
+            logp = self.model(batch, past_key_values=cache, use_cache=True).logits.float().log_softmax(-1)
+            for r, c in enumerate(chunk):
+                rest = logp[r, :len(c) - 1].gather(-1, torch.tensor(c[1:], device=logp.device)[:, None])
+                scores.append(float(first[c[0]].double() + rest.double().sum()))
+        return scores

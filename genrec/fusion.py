@@ -1,0 +1,115 @@
+"""Fusing the fallback's full-catalog scores with a generative signal (SPEC.md §6).
+
+The fallback (LLM-ESR) scores every item; a generative mode scores a few (QRR's matched items,
+the constrained beams' items, the reranked top-M), the rest being absent (-inf). Two fusions:
+
+* ``zsum``: z(f) + w · z(g), each standardised per user over the catalog; an absent g takes
+  the lowest present value, so absence never beats presence and the fallback orders the rest;
+* ``rrf``: reciprocal-rank fusion 1/(c + rank_f) + w / (c + rank_g), the second term only for
+  items the generative mode scored (ranks 1-based, ties by catalog index).
+
+The weight w (and c) is chosen on the validation split (:func:`tune`, run by
+``eval/evaluate_modes.py tune_fusion=true``) and stored in the bundle's settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from genrec.errors import ConfigError
+
+METHODS = ("none", "zsum", "rrf")
+ZSUM_WEIGHTS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+RRF_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+RRF_CS = (10.0, 60.0)
+
+
+@dataclass
+class FusionSettings:
+    """How the final score combines the fallback and the generative mode (``recommender.fusion``)."""
+
+    method: str = "none"     # none (the mode alone) | zsum | rrf
+    weight: float = 1.0      # w of the generative signal; the fallback's weight is 1
+    rrf_c: float = 60.0      # c of reciprocal-rank fusion
+    chosen_on: str = ""      # where w (and c) were chosen, written by the tuning command
+
+    def check(self) -> FusionSettings:
+        if self.method not in METHODS:
+            raise ConfigError(f"fusion.method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        if not np.isfinite(self.weight) or self.weight < 0 or self.rrf_c < 0:
+            raise ConfigError(f"fusion: weight and rrf_c must be >= 0; got {self.weight}, {self.rrf_c}")
+        return self
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    """Per-row standardisation; a constant row becomes zeros."""
+    mean = x.mean(axis=1, keepdims=True)
+    std = x.std(axis=1, keepdims=True)
+    return (x - mean) / np.where(std > 0, std, 1.0)
+
+
+def _fill_absent(g: np.ndarray) -> np.ndarray:
+    """-inf (absent) → the row's lowest present value (0 when none is present)."""
+    present = np.isfinite(g)
+    low = np.where(present, g, np.inf).min(axis=1, keepdims=True)
+    low = np.where(np.isfinite(low), low, 0.0)
+    return np.where(present, g, low)
+
+
+def _ordinal_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks per row, best (highest) first, ties by lower index."""
+    order = np.argsort(-x, axis=1, kind="stable")
+    r = np.empty_like(order)
+    np.put_along_axis(r, order, np.arange(1, x.shape[1] + 1)[None, :].repeat(x.shape[0], 0), axis=1)
+    return r
+
+
+def fuse(fallback: np.ndarray, signal: np.ndarray, settings: FusionSettings) -> np.ndarray:
+    """Fused scores [B, N] (or [N] for one user) from fallback scores and a generative signal
+    with -inf where absent. ``method: none`` returns the signal unchanged."""
+    settings.check()
+    one = np.ndim(signal) == 1
+    f = np.atleast_2d(np.asarray(fallback, dtype=np.float64))
+    g = np.atleast_2d(np.asarray(signal, dtype=np.float64))
+    if f.shape != g.shape:
+        raise ValueError(f"fallback scores {f.shape} and signal {g.shape} differ in shape")
+    if settings.method == "none":
+        out = g
+    elif settings.method == "zsum":
+        out = _z(np.nan_to_num(f, nan=0.0, neginf=np.nanmin(np.where(np.isfinite(f), f, np.nan)))) \
+            + settings.weight * _z(_fill_absent(g))
+    else:
+        present = np.isfinite(g)
+        rf = _ordinal_ranks(np.where(np.isfinite(f), f, -np.inf))
+        rg = _ordinal_ranks(np.where(present, g, -np.inf))
+        out = 1.0 / (settings.rrf_c + rf) + np.where(present, settings.weight / (settings.rrf_c + rg), 0.0)
+    return out[0] if one else out
+
+
+def candidates() -> list[FusionSettings]:
+    """The grid :func:`tune` searches."""
+    grid = [FusionSettings("zsum", w) for w in ZSUM_WEIGHTS]
+    grid += [FusionSettings("rrf", w, c) for c in RRF_CS for w in RRF_WEIGHTS]
+    return grid
+
+
+def tune(fallback: np.ndarray, signal: np.ndarray, targets: Sequence[int],
+         exclude: Sequence[Sequence[int]] | None = None, grid: Sequence[FusionSettings] | None = None,
+         ) -> tuple[FusionSettings, list[dict]]:
+    """The grid point with the best mean NDCG@10 (the mean of optimistic and pessimistic) on
+    these users, and every point's value (so the choice can be reported)."""
+    from genrec.metrics import per_user_metrics, ranks
+
+    table = []
+    best, best_value = None, -1.0
+    for s in grid or candidates():
+        opt, pes = ranks(fuse(fallback, signal, s), np.asarray(targets), exclude=exclude)
+        value = float((per_user_metrics(opt)["ndcg@10"].mean() + per_user_metrics(pes)["ndcg@10"].mean()) / 2)
+        table.append({"method": s.method, "weight": s.weight, "rrf_c": s.rrf_c, "ndcg@10": round(value, 5)})
+        if value > best_value:
+            best, best_value = s, value
+    assert best is not None
+    return best, table
