@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,9 @@ class GenerativeEvalSettings:
     backend: str | None = None          # vllm | hf | None (the bundle's setting)
     n: int | None = None                # N_gen override
     max_new_tokens: int | None = None   # longest generated item text (None: the bundle's setting)
-    batch_users: int = 8                # users per generation batch (and per resume checkpoint)
+    batch_users: int = 8                # users per generate call when not streaming (transformers, stream: false)
+    stream: bool = True                 # vllm: all users through one engine, each logged as it finishes
+    window: int = 64                    # users inside the engine at once when streaming
 
 
 @dataclass
@@ -135,28 +138,50 @@ class GenerativeRanker:
         return out
 
     def run(self, examples: list[Example], mask_history: bool) -> tuple[np.ndarray, np.ndarray, float]:
+        """Streams every user not yet logged through the engine (vLLM; chunks of ``batch_users``
+        otherwise) and grounds, ranks and logs each one as its samples arrive: the engine never
+        waits for grounding or for a batch's slowest user, and a kill loses only the users still
+        in flight (the log is flushed per user, fsynced at least every 2 s)."""
+        from genrec.generation.streaming import stream_samples
+
         done = self.done()
         todo = [e for e in examples if e.user not in done]
         started = time.time()
         bs = max(1, self.settings.batch_users)
-        with open(self.log_path, "a", encoding="utf-8") as f:
-            for start in console.progress(range(0, len(todo), bs), desc="calrec: generate + ground", unit="batch"):
-                batch = todo[start:start + bs]
-                prompts = [self.recommender.build_prompt(list(e.history)) for e in batch]
-                samples = self.recommender.generator.generate(prompts)
-                scores = self.recommender.grounded_scores(samples)
-                o, p = ranks(scores, np.array([e.target for e in batch]),
-                             exclude=[e.history for e in batch] if mask_history else None)
-                for e, oo, pp, ss in zip(batch, o, p, samples):
-                    row = {"user": e.user, "target": e.target, "opt": int(oo), "pes": int(pp),
-                           "samples": [[s.text, round(float(s.score), 4)] for s in ss[:5]]}
-                    f.write(json.dumps(row) + "\n")
-                    done[e.user] = row
+        generator = self.recommender.generator
+        if not self.settings.stream:  # the old feeding: one generate call per batch_users users
+            generator = _NoStream(generator)
+        prompts = [self.recommender.build_prompt(list(e.history)) for e in todo]
+        synced = time.time()
+        with open(self.log_path, "a", encoding="utf-8") as f, \
+                console.progress(total=len(todo), desc="calrec: generate + ground", unit="user") as bar:
+            for i, ss in stream_samples(generator, prompts, chunk=bs, window=max(1, self.settings.window)):
+                e = todo[i]
+                scores = self.recommender.grounded_scores([ss])
+                o, p = ranks(scores, np.array([e.target]), exclude=[e.history] if mask_history else None)
+                row = {"user": e.user, "target": e.target, "opt": int(o[0]), "pes": int(p[0]),
+                       "samples": [[s.text, round(float(s.score), 4)] for s in ss[:5]]}
+                f.write(json.dumps(row) + "\n")
                 f.flush()
+                if time.time() - synced > 2.0:
+                    os.fsync(f.fileno())
+                    synced = time.time()
+                done[e.user] = row
+                bar.update(1)
         elapsed = time.time() - started
         opt = np.array([done[e.user]["opt"] for e in examples], dtype=np.int64)
         pes = np.array([done[e.user]["pes"] for e in examples], dtype=np.int64)
         return opt, pes, elapsed
+
+
+class _NoStream:
+    """A generator seen without its ``generate_stream`` (``generative.stream: false``)."""
+
+    def __init__(self, generator) -> None:
+        self.generator = generator
+
+    def generate(self, prompts, n=None, seed=None):
+        return self.generator.generate(prompts, n=n, seed=seed)
 
 
 def plot_groups(reports: dict[str, dict], path: Path, metric: str = "ndcg@10") -> None:

@@ -10,9 +10,13 @@ item) gets ``{"user", "error"}`` instead, so a rerun does not retry it forever.
 
 A run record ``<output stem>.run.json`` (settings, input fingerprints, versions, seed, times)
 is written beside the output. Resumable after a kill: users already in the output are skipped, new lines are appended, and
-every batch is flushed and fsynced. A line cut short by the kill is removed before resuming.
-Sampling uses ``seed`` for every batch; with the transformers backend the output of a user
-is reproducible for the same batch composition.
+every line is flushed (fsynced at least every 2 s). A line cut short by the kill is removed before resuming.
+
+With vLLM every user goes through one engine as a stream (``window`` users inside it at once, each
+answered and written the moment its samples are finished, while the engine keeps generating), so
+lines come in the order users finish; the transformers backend gets ``batch_size`` users per call,
+in input order. Sampling uses ``seed``; with the transformers backend the output of a user is
+reproducible for the same batch composition.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +44,8 @@ class BatchGenerateConfig:
     bundle: str = ""  # bundle directory (genrec bundle)
     users: str = ""  # input JSONL: {"user": ..., "history": [item ids]}
     output: str = ""  # output JSONL (appended to; users already there are skipped)
-    batch_size: int = 8  # users per generation call
+    batch_size: int = 8  # users per generation call when not streaming (transformers)
+    window: int = 64  # vllm: users inside the engine at once (continuous batching over all users)
     k: int | None = None  # list length (default: the bundle's)
     exclude_history: bool | None = None  # default: the bundle's
     seed: int | None = 0  # sampling seed of every batch
@@ -111,6 +117,8 @@ def run_batch_generation(cfg: BatchGenerateConfig, recommender: Recommender | No
             raise ConfigError(f"batch_generate: `{name}` is required")
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_generate: batch_size must be at least 1, got {cfg.batch_size}")
+    if cfg.window < 1:
+        raise ConfigError(f"batch_generate: window must be at least 1, got {cfg.window}")
     users = list(read_users(cfg.users))
     if cfg.limit is not None:
         users = users[: cfg.limit]
@@ -119,8 +127,6 @@ def run_batch_generation(cfg: BatchGenerateConfig, recommender: Recommender | No
     counts = {"users": len(users), "skipped": len(users) - len(todo), "written": 0, "errors": 0}
     if not todo:
         return counts
-    import time
-
     from genrec.run_record import describe_input, write_run_record
 
     started = time.time()
@@ -156,20 +162,74 @@ def _generate(cfg: BatchGenerateConfig, recommender: Recommender | None, todo: l
     Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
     with open(cfg.output, "a", encoding="utf-8") as out, \
             console.progress(total=n_users, initial=counts["skipped"], unit="user", desc="batch generate") as bar:
-        for start in range(0, len(todo), cfg.batch_size):
-            batch = todo[start:start + cfg.batch_size]
-            recs = recommender.recommend_many([h for _, h in batch], k=cfg.k, exclude_history=cfg.exclude_history,
-                                              seed=cfg.seed, errors="return")
-            for (user, _), rec in zip(batch, recs):
-                out.write(json.dumps(record(user, rec), ensure_ascii=False) + "\n")
-                counts["errors" if isinstance(rec, RequestError) else "written"] += 1
-                if not isinstance(rec, RequestError):
-                    tally[rec.path] = tally.get(rec.path, 0) + 1
-                    if rec.unknown_ids:
-                        tally["with_unknown_ids"] = tally.get("with_unknown_ids", 0) + 1
+        synced = time.time()
+
+        def write(user: str, rec: Recommendation | RequestError) -> None:
+            nonlocal synced
+            out.write(json.dumps(record(user, rec), ensure_ascii=False) + "\n")
             out.flush()
-            os.fsync(out.fileno())
-            bar.update(len(batch))
+            if time.time() - synced > 2.0:
+                os.fsync(out.fileno())
+                synced = time.time()
+            counts["errors" if isinstance(rec, RequestError) else "written"] += 1
+            if not isinstance(rec, RequestError):
+                tally[rec.path] = tally.get(rec.path, 0) + 1
+                if rec.unknown_ids:
+                    tally["with_unknown_ids"] = tally.get("with_unknown_ids", 0) + 1
+            bar.update(1)
+
+        from genrec.generation.streaming import can_stream
+
+        if can_stream(recommender.generator):
+            for user, rec in answer_stream(recommender, todo, cfg):
+                write(user, rec)
+        else:  # batch_size users per generate call, lines in input order
+            for start in range(0, len(todo), cfg.batch_size):
+                batch = todo[start:start + cfg.batch_size]
+                recs = recommender.recommend_many([h for _, h in batch], k=cfg.k,
+                                                  exclude_history=cfg.exclude_history, seed=cfg.seed,
+                                                  errors="return")
+                for (user, _), rec in zip(batch, recs, strict=True):
+                    write(user, rec)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def answer_stream(recommender: Recommender, todo: list, cfg: BatchGenerateConfig) -> Iterator[tuple[str, Any]]:
+    """(user, answer or RequestError) for every user of ``todo``, each as soon as it is ready.
+
+    Histories that cannot be answered come first (no generation needed); the others stream
+    through the generator (:func:`genrec.generation.streaming.stream_samples`) and are grounded
+    one by one. If generation fails, the users not yet answered get the fallback, saying why
+    (as ``Recommender.recommend_many`` does), and are written like any other answer.
+    """
+    from genrec.generation.streaming import stream_samples
+
+    live: list[tuple[str, Any]] = []
+    for user, history in todo:
+        try:
+            live.append((user, recommender.prepare(history, cfg.k, cfg.exclude_history)))
+        except RequestError as e:
+            yield user, e
+    if not live:
+        return
+    answered: set[int] = set()
+    try:
+        for i, samples in stream_samples(recommender.generator, [p.prompt for _, p in live],
+                                         n=recommender.settings.n_gen, seed=cfg.seed, chunk=cfg.batch_size,
+                                         window=cfg.window):
+            answered.add(i)
+            yield live[i][0], recommender.ground(live[i][1], samples)
+    except GenrecError:
+        raise
+    except Exception as e:  # an engine failure is answered by the fallback, as recommend_many does
+        import logging
+
+        logging.getLogger(__name__).exception("generation failed")
+        reason = f"generation failed: {type(e).__name__}: {e}"
+        for i, (user, p) in enumerate(live):
+            if i not in answered:
+                yield user, recommender.fallback(p, reason)
 
 
 def main(argv: list[str] | None = None) -> int:

