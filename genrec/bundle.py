@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from genrec.admission import AdmissionSettings
 from genrec.config import from_dict, load_config, to_dict
 from genrec.data.catalog import Catalog
 from genrec.data.source import DatasetSource
@@ -63,6 +64,7 @@ class ServerSettings:
     budget_ms: float = 10000.0  # default latency budget of one request (generation is aborted past it)
     max_body_bytes: int = 65536  # larger request bodies get 413
     max_k: int = 1000  # upper bound on k besides the catalog size
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)  # who gets the generative path
 
 
 @dataclass

@@ -22,6 +22,14 @@ single-thread executor: requests queue there, and one past its budget is answere
 fallback; a transformers ``generate`` already running cannot be interrupted, so it finishes
 and its result is discarded (a queued one is cancelled before it starts).
 
+Admission control (genrec.admission, SPEC.md §8): a request goes to the engine only if the
+measured throughput and the requests already in flight say it can finish inside its budget
+(less ``server.admission.reserve_ms`` kept to answer from the fallback after an abort); the
+others are answered from the fallback at once, ``reason`` saying so. The estimates are seeded at
+start-up by ``warmup_requests`` generations and learnt from every request that leaves the engine.
+``/metrics`` counts admitted (``genrec_admitted_total``), shed (``genrec_shed_total``) and
+aborted (``genrec_engine_aborts_total``) requests.
+
 Every request is answered by the generative path or, saying why, by the fallback (the
 LLM-ESR model, or training popularity when the bundle has none). Bad input gets a 4xx whose
 ``error`` names the problem, never a 500.
@@ -52,6 +60,7 @@ from prometheus_client import (
 )
 from starlette.concurrency import run_in_threadpool
 
+from genrec.admission import AdmissionController
 from genrec.bundle import Bundle
 from genrec.errors import GenrecError
 from genrec.recommender import PATH_GENERATIVE, PATHS, Prepared, Recommendation, Recommender, RequestError
@@ -200,6 +209,10 @@ class Metrics:
                                  registry=self.registry)
         self.aborts = Counter("genrec_engine_aborts", "Generation requests aborted in the engine past their budget",
                               registry=self.registry)
+        self.admitted = Counter("genrec_admitted", "Requests admitted to the generation engine",
+                                registry=self.registry)
+        self.shed = Counter("genrec_shed", "Requests answered by the fallback at once: the engine could not finish "
+                            "them inside their budget", registry=self.registry)
         self.fallback_rate = Gauge("genrec_fallback_rate", "Share of answered requests the fallback answered",
                                    registry=self.registry)
         self.unfinished = Gauge("genrec_engine_unfinished_requests",
@@ -223,7 +236,7 @@ class Metrics:
 def reason_kind(reason: str | None) -> str:
     """A short label for a fallback reason (metrics labels must have few values)."""
     text = (reason or "").lower()
-    for key, kind in (("budget", "budget"), ("generation failed", "generation_error"),
+    for key, kind in (("shed:", "shed"), ("budget", "budget"), ("generation failed", "generation_error"),
                       ("grounding failed", "grounding_error"), ("no usable", "no_usable_text"),
                       ("matched no", "no_match"), ("no generator", "no_generator")):
         if key in text:
@@ -334,6 +347,7 @@ class Service:
         self.settings = bundle.settings
         self.max_body_bytes = max_body_bytes or bundle.settings.server.max_body_bytes
         self.metrics = Metrics(backend)
+        self.admission = AdmissionController(bundle.settings.server.admission)
         self.recommender: Recommender | None = None
         self.ready = False
 
@@ -346,7 +360,29 @@ class Service:
             tokenizer = await run_in_threadpool(AutoTokenizer.from_pretrained, self.bundle.model_path)
         self.recommender = self.bundle.recommender(generator=_NoGenerator(), tokenizer=tokenizer)
         _ = self.bundle.index, self.bundle.fallback_scorer  # load before the first request
+        await self.warm_up()
         self.ready = True
+
+    async def warm_up(self) -> None:
+        """``warmup_requests`` generations of a typical prompt (the most popular items as the
+        history) before the first request; the last one's latency seeds the admission estimates.
+        A failure here is logged, not fatal: the estimates are then learnt from real requests."""
+        rec = self.recommender
+        count = self.admission.settings.warmup_requests
+        if rec is None or count <= 0:
+            return
+        top = sorted(range(len(self.bundle.catalog)), key=lambda i: (-int(self.bundle.popularity[i]), i))[:5]
+        try:
+            prepared = rec.prepare([self.bundle.catalog[i].item_id for i in top])
+            for j in range(count):
+                t = time.perf_counter()
+                await self.backend.sample(prepared.prompt, rec.settings.n_gen, rec.settings.seed,
+                                          f"genrec-warmup-{j}-{uuid.uuid4().hex}")
+                seconds = time.perf_counter() - t
+            self.admission.seed(seconds)
+            log.info("admission seeded: one request alone takes %.0f ms", seconds * 1000)
+        except Exception:
+            log.exception("warm-up generation failed; admission learns from the first requests instead")
 
     async def answer(self, prepared: Prepared, budget_ms: float, t0: float) -> Recommendation:
         rec = self.recommender
@@ -355,10 +391,20 @@ class Service:
         if remaining <= 0:
             return await run_in_threadpool(rec.fallback, prepared, f"latency budget of {budget_ms:g} ms "
                                                                     "used up before generation")
+        admission = self.admission
+        if admission.settings.enabled:  # keep the reserve to answer from the fallback after an abort
+            remaining -= admission.settings.reserve_ms / 1000.0
+        decision = admission.decide(remaining)
+        if not decision.admit:  # it could not finish in time: the fallback answers now
+            self.metrics.shed.inc()
+            return await run_in_threadpool(rec.fallback, prepared, f"{decision.reason} ({budget_ms:g} ms)")
+        self.metrics.admitted.inc()
         request_id = f"genrec-{uuid.uuid4().hex}"
+        completed = False
         try:
             samples = await asyncio.wait_for(
                 self.backend.sample(prepared.prompt, rec.settings.n_gen, rec.settings.seed, request_id), remaining)
+            completed = True
         except TimeoutError:
             aborted = await self.backend.cancel(request_id)
             if aborted:
@@ -372,6 +418,8 @@ class Service:
             with contextlib.suppress(Exception):
                 await self.backend.cancel(request_id)
             return await run_in_threadpool(rec.fallback, prepared, f"generation failed: {type(e).__name__}: {e}")
+        finally:
+            admission.finish(decision.ticket, completed)
         return await run_in_threadpool(rec.ground, prepared, samples)
 
 
@@ -455,6 +503,7 @@ def create_app(bundle: Bundle | str, backend: str | None = None, generator: Any 
             "backend": service.backend.name, "model": bundle.model_path, "num_items": len(bundle.catalog),
             "fallback": bundle.fallback_path,
             "engine": {"unfinished": service.backend.unfinished(), "aborted": service.metrics.abort_count},
+            "admission": admission_state(service.admission),
             "answered": service.metrics.answered, "fallback_answers": service.metrics.answered_by_fallback,
         })
 
@@ -463,6 +512,14 @@ def create_app(bundle: Bundle | str, backend: str | None = None, generator: Any 
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def admission_state(ctl: AdmissionController) -> dict:
+    """What /health shows of the admission controller."""
+    return {"enabled": ctl.settings.enabled, "admitted": ctl.admitted, "shed": ctl.shed, "in_flight": ctl.in_flight,
+            "rate_per_s": None if ctl.rate is None else round(ctl.rate, 4),
+            "solo_ms": None if ctl.solo_s is None else round(ctl.solo_s * 1000, 1),
+            "predicted_ms": None if ctl.predicted_s() is None else round(ctl.predicted_s() * 1000, 1)}
 
 
 def serve(bundle_dir: str, host: str = "127.0.0.1", port: int = 8000, backend: str | None = None,

@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from genrec.bundle import Bundle, BundleConfig, BundleSettings, write_bundle
+from genrec.bundle import Bundle, BundleConfig, BundleSettings, ServerSettings, write_bundle
+from genrec.config import from_dict
 from genrec.data.source import DatasetSource
 from genrec.recommender import PATH_GENERATIVE, PATH_POPULARITY, PATHS, RecommenderSettings
 
@@ -37,12 +38,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_bundle(out: Path, model: str, backend: str, n_gen: int, max_new_tokens: int) -> Path:
+def make_bundle(out: Path, model: str, backend: str, n_gen: int, max_new_tokens: int,
+                admission: dict | None = None) -> Path:
     settings = BundleSettings(
         recommender=RecommenderSettings(n_gen=n_gen, n_preds=n_gen, k=10, max_prompt_tokens=192),
         generation={"backend": backend, "max_new_tokens": max_new_tokens, "temperature": 1.0,
                     "dtype": "bfloat16", "max_model_len": 512},
-        server={"budget_ms": 30000, "max_body_bytes": MAX_BODY})
+        server=from_dict(ServerSettings, {"budget_ms": 30000, "max_body_bytes": MAX_BODY,
+                                          "admission": admission or {}}))
     return write_bundle(BundleConfig(out=str(out), dataset=DatasetSource("demo", name="electronics"), model=model,
                                      copy_model=False, settings=settings))
 
@@ -189,7 +192,10 @@ def vllm_server(tmp_path_factory, smollm2_dir):
     if not vllm_available():
         pytest.skip("vLLM does not import here")
     tmp = tmp_path_factory.mktemp("vllm-server")
-    bundle = make_bundle(tmp / "bundle", smollm2_dir, "vllm", n_gen=2, max_new_tokens=8)
+    # Admission off: these tests drive the abort path (requests that overrun inside the engine),
+    # which admission control would mostly spare them; bench/serve_load.py runs it switched on.
+    bundle = make_bundle(tmp / "bundle", smollm2_dir, "vllm", n_gen=2, max_new_tokens=8,
+                         admission={"enabled": False})
     port = free_port()
     log = tmp / "server.log"
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
@@ -312,3 +318,95 @@ def test_hf_server_generates_with_smollm2(tmp_path, smollm2_dir):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+# -- admission control -----------------------------------------------------------------------
+class SlowGenerator:
+    """Stands in for the LLM: every call takes ``seconds`` and 'writes' the title of the
+    catalog's first item, so a request's generation time is known exactly."""
+
+    def __init__(self, title: str, seconds: float) -> None:
+        self.title, self.seconds = title, seconds
+
+    def generate(self, prompts, n=None, seed=None):
+        from genrec.generation.base import Sample
+
+        time.sleep(self.seconds)
+        return [[Sample(self.title, -1.0)] * (n or 1) for _ in prompts]
+
+
+@pytest.fixture()
+def admission_server(tmp_path, tokenizer):
+    """The real app on 127.0.0.1, generation through a 1.5 s stand-in in the worker thread;
+    admission with no reserve and at most one generation in flight."""
+    import uvicorn
+
+    from genrec.server import create_app
+
+    tokenizer.save_pretrained(tmp_path / "model")  # the app loads the tokenizer from the bundle's model
+    (tmp_path / "model" / "config.json").write_text('{"model_type": "llama"}')
+    bundle = Bundle.load(make_bundle(tmp_path / "bundle", str(tmp_path / "model"), "hf", n_gen=2, max_new_tokens=4,
+                                     admission={"reserve_ms": 0, "max_in_flight": 1, "warmup_requests": 1,
+                                                "headroom": 0.8}))
+    port = free_port()
+    gen = SlowGenerator(bundle.catalog[0].title, 1.5)
+    app = create_app(bundle, generator=gen)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, None, None, timeout=120)
+    yield url, bundle, gen
+    server.should_exit = True
+    thread.join(30)
+
+
+def test_admission_sheds_what_cannot_finish_in_time_and_counts_it(admission_server):
+    url, bundle, _ = admission_server
+    ids = [it.item_id for it in bundle.catalog]
+    adm = httpx.get(url + "/health").json()["admission"]
+    # the warm-up generation (1.5 s alone) seeded the estimates: solo 1.5 s, rate 1/1.5 per s
+    assert adm["enabled"] and adm["admitted"] == adm["shed"] == adm["in_flight"] == 0
+    assert 1500 <= adm["solo_ms"] < 1800 and adm["predicted_ms"] == adm["solo_ms"]
+    with httpx.Client(timeout=60) as c:
+        # 1 s budget: 1.5 s predicted > 0.8 x 1 s -> the fallback answers at once, saying why
+        r = c.post(url + "/recommend", json={"history": ids[1:3], "k": 3, "budget_ms": 1000}).json()
+        assert r["path"] == PATH_POPULARITY and r["reason"].startswith("shed: generation would take ~15")
+        assert "0 in flight" in r["reason"] and r["latency_ms"] < 1000
+        # a generous budget is admitted and answered by generation (the stand-in wrote item 0's title)
+        r = c.post(url + "/recommend", json={"history": ids[1:3], "k": 3, "budget_ms": 20000}).json()
+        assert r["path"] == PATH_GENERATIVE and r["items"][0]["item_id"] == ids[0] and 1500 <= r["latency_ms"]
+    # 6 clients at once with generous budgets, one generation allowed in flight: the first is
+    # admitted, the others arrive while it runs (1.5 s) and are shed at once
+    reqs = [{"history": ids[4:6], "k": 3, "budget_ms": 20000}] * 6
+    with ThreadPoolExecutor(6) as pool:
+        out = list(pool.map(lambda body: httpx.post(url + "/recommend", json=body, timeout=60).json(), reqs))
+    shed = [d for d in out if d["reason"] and d["reason"].startswith("shed:")]
+    assert len(shed) == 5 and all(d["reason"].startswith("shed: 1 generations in flight, the limit is 1")
+                                  for d in shed), [d["reason"] for d in out]
+    assert all(d["latency_ms"] < 1500 for d in shed)
+    assert sum(d["path"] == PATH_GENERATIVE for d in out) == 1
+    text = httpx.get(url + "/metrics").text
+    assert metric(text, "genrec_admitted_total") == 2 and metric(text, "genrec_shed_total") == 6
+    assert metric(text, "genrec_engine_aborts_total") == 0
+    assert metric(text, 'genrec_fallbacks_total{reason="shed"}') == 6
+    adm = httpx.get(url + "/health").json()["admission"]
+    assert adm["admitted"] == 2 and adm["shed"] == 6 and adm["in_flight"] == 0
+
+
+def test_admitted_request_that_overruns_is_cut_at_its_budget_and_lowers_the_rate(admission_server):
+    """Admitted on the estimate (1.5 s <= 0.8 x 2 s), but generation now takes 3 s: answered by
+    the fallback at the budget, counted as admitted, and the overrun lowers the measured rate."""
+    url, bundle, gen = admission_server
+    ids = [it.item_id for it in bundle.catalog]
+    gen.seconds = 3.0
+    with httpx.Client(timeout=60) as c:
+        r = c.post(url + "/recommend", json={"history": ids[1:3], "k": 3, "budget_ms": 2000}).json()
+    assert r["path"] == PATH_POPULARITY and r["reason"] == ("latency budget of 2000 ms exceeded; generation "
+                                                            "abandoned"), r  # a running hf call cannot be aborted
+    assert 2000 <= r["latency_ms"] < 2000 + 500
+    text = httpx.get(url + "/metrics").text
+    assert metric(text, "genrec_admitted_total") == 1 and metric(text, "genrec_shed_total") == 0
+    # rate 1/1.5, then an abort after ~2 s alone says r <= 1/2: 0.667 + 0.3 x (0.5 - 0.667) = 0.617
+    adm = httpx.get(url + "/health").json()["admission"]
+    assert adm["rate_per_s"] == pytest.approx(1 / 1.5 + 0.3 * (0.5 - 1 / 1.5), abs=0.02)
