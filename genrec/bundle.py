@@ -7,6 +7,7 @@ Layout (every path relative to the bundle directory)::
     template.yaml      a pinned copy of the prompt template (wording changes never leak in)
     catalog.jsonl      the items (genrec.data.catalog format)
     bm25/              the BM25 index over the catalog item texts (genrec.grounding)
+    trie.npz           the prefix tree of the items' target token ids (genrec.decoding.trie)
     popularity.json    training interaction counts per item (the last-resort fallback, tie-breaks)
     model/             the LLM: merged weights, or the base when an adapter is kept apart
     adapter/           a LoRA adapter (only when not merged; GPU vLLM serves it via LoRARequest)
@@ -57,6 +58,7 @@ POPULARITY = "popularity.json"
 MODEL_DIR = "model"
 ADAPTER_DIR = "adapter"
 FALLBACK_DIR = "fallback"
+TRIE = "trie.npz"
 
 
 @dataclass
@@ -68,6 +70,22 @@ class ServerSettings:
 
 
 @dataclass
+class DecodingSettings:
+    """Which backend runs the modes that decode onto the catalog (genrec.decoding).
+
+    Constrained beam search always runs on transformers: vLLM's beam search ranks beams by raw
+    top-k log-probs a logits processor cannot constrain (genrec.decoding.vllm_trie says what
+    the installed vLLM supports). Constrained sampling runs on transformers, or on a vLLM
+    generator through its per-request logits processor when ``constrained_sample_backend`` is
+    ``vllm`` (the engine is then started with that processor registered). Reranking runs on
+    the main generator (vLLM: ``prompt_logprobs``; transformers: one forward pass).
+    """
+
+    beam_backend: str = "hf"                # hf (the only one that can)
+    constrained_sample_backend: str = "hf"  # hf | vllm
+
+
+@dataclass
 class BundleSettings:
     """The contents of ``settings.yaml``."""
 
@@ -76,6 +94,7 @@ class BundleSettings:
     generation: dict = field(default_factory=lambda: {"backend": "vllm", "max_new_tokens": 48,
                                                       "temperature": 1.0})
     server: ServerSettings = field(default_factory=ServerSettings)  # limits of the HTTP server
+    decoding: DecodingSettings = field(default_factory=DecodingSettings)  # backends of the constrained modes
 
 
 @dataclass
@@ -175,6 +194,7 @@ def write_bundle(cfg: BundleConfig) -> Path:
         BM25Index.build(item_texts(catalog, template)).save(tmp / INDEX_DIR)
 
         model_info = _write_model(cfg, tmp)
+        trie_info = _write_trie(tmp, catalog, template, cfg.model, model_info)
         fallback = None
         if cfg.fallback:
             _copy_tree(Path(cfg.fallback), tmp / FALLBACK_DIR)
@@ -187,7 +207,7 @@ def write_bundle(cfg: BundleConfig) -> Path:
             "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "num_items": len(catalog), "catalog_fingerprint": catalog.fingerprint(),
-            "template": template.name, "model": model_info, "fallback": fallback,
+            "template": template.name, "model": model_info, "fallback": fallback, "trie": trie_info,
             "source": {"dataset": to_dict(cfg.dataset) if cfg.dataset else None, "catalog": cfg.catalog or None},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -235,6 +255,33 @@ def _write_model(cfg: BundleConfig, tmp: Path) -> dict:
     return info
 
 
+def load_tokenizer(model: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model)
+
+
+def _write_trie(tmp: Path, catalog: Catalog, template: PromptTemplate, model_spec: str, model_info: dict
+                ) -> dict | None:
+    """The item prefix tree over the model's tokens (stats in the manifest); None when the
+    tokenizer cannot be loaded here (then :attr:`Bundle.trie` builds it on first use)."""
+    from genrec.decoding.trie import ItemTrie
+    from genrec.model_store import resolve_model
+
+    where = str(tmp / model_info["dir"]) if model_info.get("dir") else resolve_model(model_spec)
+    try:
+        tokenizer = load_tokenizer(where)
+    except Exception as e:  # e.g. a Hub id without network: the tree is built when first needed
+        log.warning("no item prefix tree in the bundle (tokenizer of %s: %s)", where, e)
+        return None
+    started = time.time()
+    trie = ItemTrie.from_catalog(catalog, template, tokenizer)
+    trie.save(tmp / TRIE)
+    info = {"file": TRIE, **trie.stats(), "build_seconds": round(time.time() - started, 2)}
+    log.info("item prefix tree: %s", info)
+    return info
+
+
 def build_bundle_cli(config: str | None, overrides: list[str] | None = None) -> int:
     """``genrec bundle --config X.yaml key=value ...``: write the bundle, print where."""
     cfg = load_config(BundleConfig, config, overrides)
@@ -255,6 +302,7 @@ class Bundle:
         self.template = PromptTemplate.load(path / TEMPLATE)
         self._index = None
         self._fallback = None
+        self._trie = None
         pop = json.loads((path / POPULARITY).read_text(encoding="utf-8"))
         self.popularity = np.asarray(pop["counts"], dtype=np.int64)
         if self.popularity.shape[0] != len(self.catalog):
@@ -319,6 +367,27 @@ class Bundle:
         return self._index
 
     @property
+    def trie(self):
+        """The item prefix tree: the bundle's ``trie.npz`` when it matches this bundle's
+        catalog, template and tokenizer, else built now (bundles written before trees existed)."""
+        if self._trie is None:
+            from genrec.decoding.trie import ItemTrie, tokenizer_fingerprint
+
+            tokenizer = load_tokenizer(self.model_path)
+            expected = {"catalog_fingerprint": self.catalog.fingerprint(),
+                        "template_fingerprint": self.template.fingerprint(),
+                        "tokenizer": tokenizer_fingerprint(tokenizer)}
+            path = self.path / TRIE
+            trie = ItemTrie.load(path) if path.exists() else None
+            if trie is None or any(trie.meta.get(k) != v for k, v in expected.items()):
+                log.info("building the item prefix tree of %s (%d items)", self.path, len(self.catalog))
+                trie = ItemTrie.from_catalog(self.catalog, self.template, tokenizer)
+            else:
+                trie.meta["path"] = str(path)
+            self._trie = trie
+        return self._trie
+
+    @property
     def fallback_path(self) -> str:
         return PATH_FALLBACK if self.manifest.get("fallback") else PATH_POPULARITY
 
@@ -349,7 +418,14 @@ class Bundle:
         if backend:
             cfg["backend"] = backend
         cfg.update(overrides)
-        return from_dict(GenerationConfig, cfg, f"{self.path / SETTINGS}: generation")
+        out = from_dict(GenerationConfig, cfg, f"{self.path / SETTINGS}: generation")
+        if self.settings.decoding.constrained_sample_backend == "vllm":
+            from genrec.decoding.vllm_trie import PROCESSOR
+
+            procs = list(out.vllm_kwargs.get("logits_processors", []))
+            out.vllm_kwargs = {**out.vllm_kwargs, "logits_processors": [*procs, PROCESSOR] if PROCESSOR not in procs
+                               else procs}
+        return out
 
     def make_generator(self, backend: str | None = None, **overrides: Any):
         from genrec.generation import make_generator
@@ -358,11 +434,19 @@ class Bundle:
 
     def recommender(self, generator: Any = None, backend: str | None = None,
                     settings: RecommenderSettings | None = None, tokenizer: Any = None,
-                    **gen_overrides: Any) -> Recommender:
-        """A :class:`Recommender` over this bundle (building the generator unless one is given)."""
+                    constrained_generator: Any = None, **gen_overrides: Any) -> Recommender:
+        """A :class:`Recommender` over this bundle (building the generator unless one is given).
+
+        The constrained modes use ``generator`` when it can run them, else
+        ``constrained_generator``, else a transformers generator of this bundle built on first
+        use (``decoding`` settings); the prefix tree loads on first use too."""
         if generator is None:
             generator = self.make_generator(backend, **gen_overrides)
         rs = settings or self.settings.recommender
+        if constrained_generator is None:
+            def constrained_generator():
+                return self.make_generator("hf", **gen_overrides)
         return Recommender(self.catalog, self.index, self.template, generator, self.fallback_scorer,
                            settings=rs, fallback_path=self.fallback_path,
-                           tokenizer=tokenizer, popularity=self.popularity.astype(np.float64))
+                           tokenizer=tokenizer, popularity=self.popularity.astype(np.float64),
+                           trie=lambda: self.trie, constrained_generator=constrained_generator)

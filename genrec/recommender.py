@@ -1,10 +1,21 @@
-"""The recommender pipeline: history → prompt → generate → QRR BM25 grounding → top-K items.
+"""The recommender pipeline: history → prompt → a generative mode → (fusion) → top-K items.
 
 One object answers a user both ways the product knows: the generative path (CALRec: the LLM
 writes the next item as text, QRR grounding maps the samples onto the catalog, SPEC.md §1)
 and a fast fallback (LLM-ESR, or training popularity until that model exists). The fallback
 answers whenever generation fails, returns nothing usable, or matches no catalog item, and
 the answer says so (``path`` and ``reason``), so callers and metrics can tell them apart.
+
+Generative modes (``mode``, per request too; SPEC.md §1 and §6):
+
+* ``qrr`` (the default): N_gen free samples grounded by quasi-round-robin BM25;
+* ``constrained_beam``: beam search of width N_gen inside the prefix tree of the item texts
+  (genrec.decoding), each finished beam an item scored by its summed log-prob;
+* ``constrained_sample``: N_gen samples drawn inside that tree, each exactly one item;
+* ``rerank``: the fallback's top-M items rescored by the LLM's log P(item text | prompt).
+
+``fusion`` (genrec.fusion) then optionally combines the mode's catalog signal with the
+fallback's full-catalog scores. Answers carry ``mode`` (e.g. ``constrained_beam+zsum``).
 
 The steps are public (:meth:`Recommender.prepare`, :meth:`Recommender.ground`,
 :meth:`Recommender.fallback`) because the HTTP server runs generation itself, in vLLM's async
@@ -23,6 +34,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +44,7 @@ import numpy as np
 
 from genrec.data.catalog import Catalog
 from genrec.errors import GenrecError
+from genrec.fusion import FusionSettings, fuse
 from genrec.prompting import PromptTemplate
 
 log = logging.getLogger(__name__)
@@ -40,6 +53,12 @@ PATH_GENERATIVE = "generative"
 PATH_FALLBACK = "fallback"  # the LLM-ESR model
 PATH_POPULARITY = "popularity"  # training popularity (no fallback model in the bundle)
 PATHS = (PATH_GENERATIVE, PATH_FALLBACK, PATH_POPULARITY)
+
+MODE_QRR = "qrr"
+MODE_BEAM = "constrained_beam"
+MODE_SAMPLE = "constrained_sample"
+MODE_RERANK = "rerank"
+MODES = (MODE_QRR, MODE_BEAM, MODE_SAMPLE, MODE_RERANK)
 
 
 class RequestError(GenrecError):
@@ -88,6 +107,9 @@ class RecommenderSettings:
     k: int = 10  # default list length
     exclude_history: bool = True  # drop the user's own items from the answer
     seed: int | None = 0  # sampling seed (deterministic answers on the transformers backend)
+    mode: str = MODE_QRR  # qrr | constrained_beam | constrained_sample | rerank (see the module docstring)
+    rerank_m: int = 50  # M: how many of the fallback's top items the rerank mode rescores
+    fusion: FusionSettings = field(default_factory=FusionSettings)  # none | zsum | rrf with the fallback
 
 
 @dataclass
@@ -120,14 +142,16 @@ class Recommendation:
     reason: str | None = None  # why the fallback answered (None on the generative path)
     samples: list[Any] = field(default_factory=list)  # generation samples (text, score), when any
     prompt: str = ""
+    mode: str | None = None  # the generative mode (+fusion) behind the items; None: the fallback alone
+    filled: int = 0  # trailing items taken from the fallback because the mode found fewer than k
 
     @property
     def item_ids(self) -> list[str]:
         return [it.item_id for it in self.items]
 
     def to_dict(self) -> dict:
-        return {"items": [it.to_dict() for it in self.items], "path": self.path,
-                "unknown_ids": list(self.unknown_ids), "reason": self.reason}
+        return {"items": [it.to_dict() for it in self.items], "path": self.path, "mode": self.mode,
+                "filled": self.filled, "unknown_ids": list(self.unknown_ids), "reason": self.reason}
 
 
 def top_k_with_ties(scores: np.ndarray, k: int, tie_break: np.ndarray | None = None,
@@ -176,7 +200,11 @@ class Recommender:
     def __init__(self, catalog: Catalog, index: Any, template: PromptTemplate, generator: Generator | None,
                  fallback: Scorer, settings: RecommenderSettings | None = None,
                  fallback_path: str = PATH_POPULARITY, tokenizer: Any = None,
-                 popularity: np.ndarray | None = None) -> None:
+                 popularity: np.ndarray | None = None, trie: Any = None,
+                 constrained_generator: Any = None) -> None:
+        """``trie``: the item prefix tree (or a zero-argument callable that loads it on first
+        use); ``constrained_generator``: what runs the modes ``generator`` cannot (e.g. the
+        transformers backend for beam search beside a vLLM generator), or a callable making it."""
         if fallback_path not in (PATH_FALLBACK, PATH_POPULARITY):
             raise GenrecError(f"fallback_path must be {PATH_FALLBACK!r} or {PATH_POPULARITY!r}, got {fallback_path!r}")
         self.catalog = catalog
@@ -188,6 +216,8 @@ class Recommender:
         self.fallback_path = fallback_path
         self.tokenizer = tokenizer if tokenizer is not None else getattr(generator, "tokenizer", None)
         self.popularity = popularity
+        self._trie = trie
+        self._constrained = constrained_generator
 
     # -- steps ---------------------------------------------------------------------------
     def check_k(self, k: int | None) -> int:
@@ -268,43 +298,207 @@ class Recommender:
         return np.asarray(qrr_batch([list(s) for s in samples_per_user], self.index,
                                     n_preds=self.settings.n_preds, eps=self.settings.eps))
 
-    def ground(self, prepared: Prepared, samples: Sequence[Any],
-               scores: np.ndarray | None = None) -> Recommendation:
-        """Ground one user's samples; falls back (saying why) when none is usable or matches."""
+    def ground(self, prepared: Prepared, samples: Sequence[Any], scores: np.ndarray | None = None,
+               fusion: FusionSettings | str | None = None) -> Recommendation:
+        """Ground one user's QRR samples (then fuse, if asked); falls back, saying why, when
+        none is usable or matches."""
+        signal, reason = self._qrr_signal(samples, scores)
+        return self.finish(prepared, MODE_QRR, self.check_fusion(fusion), signal, samples, reason)
+
+    def _qrr_signal(self, samples: Sequence[Any], scores: np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
         usable = _usable(samples)
         if not usable:
-            return self.fallback(prepared, "generation returned no usable text", samples)
+            return None, "generation returned no usable text"
         try:
             if scores is None:
                 scores = self.grounded_scores([usable])[0]
         except Exception as e:  # grounding must never turn a request into an error
             log.exception("grounding failed")
-            return self.fallback(prepared, f"grounding failed: {type(e).__name__}: {e}", samples)
-        exclude = prepared.history if prepared.exclude_history else ()
+            return None, f"grounding failed: {type(e).__name__}: {e}"
         if not np.any(scores > 0):
-            return self.fallback(prepared, "generated text matched no catalog item", samples)
-        idx, sc = top_k_with_ties(scores, prepared.k, tie_break=self.popularity, exclude=exclude)
-        return Recommendation(self._items(idx, sc), PATH_GENERATIVE, list(prepared.unknown_ids), None,
-                              list(samples), prepared.prompt)
+            return None, "generated text matched no catalog item"
+        return scores, None
+
+    # -- modes ---------------------------------------------------------------------------
+    def check_mode(self, mode: str | None) -> str:
+        mode = self.settings.mode if mode is None else mode
+        if mode not in MODES:
+            raise RequestError(f"must be one of {', '.join(MODES)}, got {mode!r}", field="mode")
+        return mode
+
+    def check_fusion(self, fusion: FusionSettings | str | None) -> FusionSettings:
+        """None: the settings' fusion; a method name: the settings' weights with that method."""
+        if fusion is None:
+            return self.settings.fusion
+        if isinstance(fusion, str):
+            from genrec.fusion import METHODS
+
+            if fusion not in METHODS:
+                raise RequestError(f"must be one of {', '.join(METHODS)}, got {fusion!r}", field="fusion")
+            return dataclasses.replace(self.settings.fusion, method=fusion)
+        return fusion.check()
+
+    @property
+    def trie(self):
+        """The item prefix tree (loaded or built on first use)."""
+        if callable(self._trie):
+            self._trie = self._trie()
+        if self._trie is None:
+            raise GenrecError("this recommender has no item prefix tree (constrained modes need one)")
+        return self._trie
+
+    def decoder(self, method: str) -> Any:
+        """The generator that offers ``method`` (constrained_beam, constrained_sample,
+        score_candidates): the main one when it does, else the constrained one."""
+        def offers(gen: Any) -> bool:
+            return callable(getattr(gen, method, None)) and getattr(gen, "supports", lambda m: True)(method)
+
+        if self.generator is not None and offers(self.generator):
+            return self.generator
+        if callable(self._constrained) and not hasattr(self._constrained, method):
+            self._constrained = self._constrained()  # a factory: build the generator now
+        if self._constrained is not None and offers(self._constrained):
+            return self._constrained
+        raise GenrecError(f"no generator here offers {method} (the transformers backend does)")
+
+    def fallback_scores(self, prepared: Prepared) -> np.ndarray:
+        """The fallback's scores over the whole catalog (training popularity if it fails)."""
+        try:
+            return np.asarray(self.fallback_scorer.score_batch([list(prepared.history)])[0], dtype=np.float64)
+        except Exception as e:
+            if self.popularity is None:
+                raise
+            log.warning("fallback scorer failed (%s); fusing with popularity", e)
+            return np.asarray(self.popularity, dtype=np.float64)
+
+    def _fallback_pairs(self, prepared: Prepared, k: int) -> list[tuple[int, float]]:
+        try:
+            return self.fallback_scorer.recommend(list(prepared.history), k, exclude_history=prepared.exclude_history)
+        except Exception:
+            if self.popularity is None:
+                raise
+            exclude = prepared.history if prepared.exclude_history else ()
+            idx, sc = top_k_with_ties(self.popularity, k, exclude=exclude)
+            return list(zip(idx.tolist(), sc.tolist()))
+
+    def target_token_ids(self, indices: Sequence[int], tokenizer: Any = None) -> list[list[int]]:
+        """Token ids of these items' target texts (what the model generates; the tree's paths)."""
+        tok = tokenizer if tokenizer is not None else self.tokenizer
+        texts = [self.template.render_target(self.catalog[int(i)]) for i in indices]
+        return [list(x) for x in tok(texts, add_special_tokens=False)["input_ids"]] if texts else []
+
+    def mode_signals(self, live: Sequence[Prepared], mode: str, seed: int | None
+                     ) -> list[tuple[np.ndarray | None, list[Any], str | None]]:
+        """Per user: (the mode's catalog signal, or None; its samples or decoded paths; why
+        there is no signal). Signals are QRR scores (0 = unmatched) for ``qrr``, summed
+        log-probs with -inf for the items not reached for the other modes. Raises when the
+        generator fails (callers answer from the fallback)."""
+        from genrec.decoding.constrained import catalog_signal
+
+        prompts = [p.prompt for p in live]
+        n = len(self.catalog)
+        if mode == MODE_QRR:
+            samples = self.generator.generate(prompts, n=self.settings.n_gen, seed=seed)
+            if len(samples) != len(live):
+                raise GenrecError(f"generator returned {len(samples)} sample lists for {len(live)} prompts")
+            usable = [_usable(s) for s in samples]
+            rows = [i for i, u in enumerate(usable) if u]
+            matrix: dict[int, np.ndarray] = {}
+            if rows:
+                try:
+                    grounded = self.grounded_scores([usable[i] for i in rows])
+                    matrix = {i: grounded[j] for j, i in enumerate(rows)}
+                except Exception as e:
+                    log.exception("grounding failed")
+                    return [(None, list(s), f"grounding failed: {type(e).__name__}: {e}") for s in samples]
+            out = []
+            for i, s in enumerate(samples):
+                signal, reason = self._qrr_signal(s, matrix.get(i)) if i in matrix else \
+                    (None, "generation returned no usable text")
+                out.append((signal, list(s), reason))
+            return out
+        if mode in (MODE_BEAM, MODE_SAMPLE):
+            trie = self.trie
+            if mode == MODE_BEAM:
+                gen = self.decoder("constrained_beam")
+                decoded = gen.constrained_beam(prompts, trie, width=self.settings.n_gen)
+            else:
+                gen = self.decoder("constrained_sample")
+                decoded = gen.constrained_sample(prompts, trie, n=self.settings.n_gen, seed=seed)
+            budget = getattr(getattr(gen, "cfg", None), "max_new_tokens", "?")
+            return [(catalog_signal(d, n), list(d), None) if d else
+                    (None, [], f"constrained decoding finished no item within {budget} tokens") for d in decoded]
+        gen = self.decoder("score_candidates")
+        out = []
+        for p in live:
+            cands = [i for i, _ in self._fallback_pairs(p, max(1, self.settings.rerank_m))]
+            if not cands:
+                out.append((None, [], "the fallback returned no candidates to rerank"))
+                continue
+            scores = gen.score_candidates(p.prompt, self.target_token_ids(cands, getattr(gen, "tokenizer", None)))
+            signal = np.full(n, -np.inf)
+            signal[np.asarray(cands, dtype=np.int64)] = scores
+            out.append((signal, list(zip(cands, scores)), None))
+        return out
+
+    def finish(self, prepared: Prepared, mode: str, fusion: FusionSettings, signal: np.ndarray | None,
+               samples: Sequence[Any] = (), reason: str | None = None) -> Recommendation:
+        """One user's answer from a mode's signal: fused with the fallback's scores when
+        ``fusion.method`` is set; alone otherwise (QRR: the whole catalog ranked, ties by
+        popularity; other modes: the items the mode reached, then the fallback's to fill k)."""
+        if signal is None:
+            return self.fallback(prepared, reason or "the generative mode returned nothing", samples)
+        exclude = prepared.history if prepared.exclude_history else ()
+        common = dict(unknown_ids=list(prepared.unknown_ids), samples=list(samples), prompt=prepared.prompt)
+        if fusion.method != "none":
+            g = np.where(signal > 0, signal, -np.inf) if mode == MODE_QRR else signal
+            fused = fuse(self.fallback_scores(prepared), g, fusion)
+            idx, sc = top_k_with_ties(fused, prepared.k, tie_break=self.popularity, exclude=exclude)
+            return Recommendation(self._items(idx, sc), PATH_GENERATIVE, mode=f"{mode}+{fusion.method}", **common)
+        if mode == MODE_QRR:
+            idx, sc = top_k_with_ties(signal, prepared.k, tie_break=self.popularity, exclude=exclude)
+            return Recommendation(self._items(idx, sc), PATH_GENERATIVE, mode=mode, **common)
+        found = np.isfinite(signal)
+        if len(exclude):
+            found[np.asarray(list(exclude), dtype=np.int64)] = False
+        take = min(prepared.k, int(found.sum()))
+        if take == 0:
+            return self.fallback(prepared, f"{mode} reached only items of the history", samples)
+        idx, sc = top_k_with_ties(np.where(found, signal, -np.inf), take, tie_break=self.popularity, exclude=exclude)
+        items = self._items(idx, sc)
+        filled = 0
+        if take < prepared.k:
+            chosen = set(idx.tolist())
+            more = [(i, s) for i, s in self._fallback_pairs(prepared, prepared.k + take) if i not in chosen]
+            more = more[:prepared.k - take]
+            items += self._items([i for i, _ in more], [s for _, s in more])
+            filled = len(more)
+        return Recommendation(items, PATH_GENERATIVE, mode=mode, filled=filled, **common)
 
     # -- whole requests ------------------------------------------------------------------
     def recommend(self, history_ids: Sequence[Any], k: int | None = None, exclude_history: bool | None = None,
-                  seed: int | None | str = "default") -> Recommendation:
-        """Top-``k`` items for one history of source item ids (oldest first)."""
+                  seed: int | None | str = "default", mode: str | None = None,
+                  fusion: FusionSettings | str | None = None) -> Recommendation:
+        """Top-``k`` items for one history of source item ids (oldest first); ``mode`` and
+        ``fusion`` (a method name or settings) override the settings for this call."""
         out = self.recommend_many([history_ids], k=k, exclude_history=exclude_history, seed=seed,
-                                  errors="raise")
+                                  errors="raise", mode=mode, fusion=fusion)
         return out[0]  # type: ignore[return-value]
 
     def recommend_many(self, histories: Sequence[Sequence[Any]], k: int | None = None,
                        exclude_history: bool | None = None, seed: int | None | str = "default",
-                       errors: str = "raise") -> list[Recommendation | RequestError]:
+                       errors: str = "raise", mode: str | None = None,
+                       fusion: FusionSettings | str | None = None) -> list[Recommendation | RequestError]:
         """Many users in one generation batch and one batched grounding call.
 
         ``errors="raise"`` raises the first bad history's :class:`RequestError`;
         ``errors="return"`` puts the error in that user's place and answers the others.
+        A bad ``mode`` or ``fusion`` always raises.
         """
         if errors not in ("raise", "return"):
             raise GenrecError(f"errors must be 'raise' or 'return', got {errors!r}")
+        mode = self.check_mode(mode)
+        fusion_settings = self.check_fusion(fusion)
         seed = self.settings.seed if seed == "default" else seed
         prepared: list[Prepared | RequestError] = []
         for h in histories:
@@ -317,30 +511,22 @@ class Recommender:
         live = [p for p in prepared if isinstance(p, Prepared)]
         answers: dict[int, Recommendation] = {}
         if live:
-            for p, rec in zip(live, self._answer(live, seed)):
+            for p, rec in zip(live, self.answer_prepared(live, seed, mode, fusion_settings)):
                 answers[id(p)] = rec
         return [p if isinstance(p, RequestError) else answers[id(p)] for p in prepared]
 
-    def _answer(self, live: list[Prepared], seed: int | None) -> list[Recommendation]:
-        if self.generator is None:
+    def answer_prepared(self, live: list[Prepared], seed: int | None, mode: str | None = None,
+                        fusion: FusionSettings | str | None = None) -> list[Recommendation]:
+        """Answers for validated requests: the mode's signals, then :meth:`finish` per user;
+        any generation failure is answered by the fallback, saying why."""
+        mode = self.check_mode(mode)
+        fusion = self.check_fusion(fusion)
+        if self.generator is None and (mode == MODE_QRR or self._constrained is None):
             return [self.fallback(p, "no generator configured") for p in live]
         try:
-            samples = self.generator.generate([p.prompt for p in live], n=self.settings.n_gen, seed=seed)
-            if len(samples) != len(live):
-                raise GenrecError(f"generator returned {len(samples)} sample lists for {len(live)} prompts")
+            per_user = self.mode_signals(live, mode, seed)
         except Exception as e:  # any generation failure is answered by the fallback, not an error
             log.exception("generation failed")
             reason = f"generation failed: {type(e).__name__}: {e}"
             return [self.fallback(p, reason) for p in live]
-        usable = [_usable(s) for s in samples]
-        rows = [i for i, u in enumerate(usable) if u]
-        scores: dict[int, np.ndarray] = {}
-        if rows:
-            try:
-                matrix = self.grounded_scores([usable[i] for i in rows])
-                scores = {i: matrix[j] for j, i in enumerate(rows)}
-            except Exception as e:
-                log.exception("grounding failed")
-                reason = f"grounding failed: {type(e).__name__}: {e}"
-                return [self.fallback(p, reason, s) for p, s in zip(live, samples)]
-        return [self.ground(p, s, scores.get(i)) for i, (p, s) in enumerate(zip(live, samples))]
+        return [self.finish(p, mode, fusion, *x) for p, x in zip(live, per_user)]

@@ -63,13 +63,21 @@ from starlette.concurrency import run_in_threadpool
 from genrec.admission import AdmissionController
 from genrec.bundle import Bundle
 from genrec.errors import GenrecError
-from genrec.recommender import PATH_GENERATIVE, PATHS, Prepared, Recommendation, Recommender, RequestError
+from genrec.recommender import (
+    MODE_QRR,
+    PATH_GENERATIVE,
+    PATHS,
+    Prepared,
+    Recommendation,
+    Recommender,
+    RequestError,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_BUDGET_MS = 600_000.0
 MAX_SEARCH_LIMIT = 200
-REQUEST_FIELDS = ("history", "k", "budget_ms", "exclude_history")
+REQUEST_FIELDS = ("history", "k", "budget_ms", "exclude_history", "mode", "fusion")
 
 
 # -- generation backends ---------------------------------------------------------------------
@@ -257,6 +265,8 @@ class RecommendRequest:
     k: int | None
     budget_ms: float
     exclude_history: bool | None
+    mode: str | None = None    # a generative mode for this request (None: the bundle's)
+    fusion: str | None = None  # none | zsum | rrf for this request (None: the bundle's)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -311,7 +321,10 @@ def parse_request(body: bytes, default_budget_ms: float) -> RecommendRequest:
     excl = data.get("exclude_history")
     if excl is not None and not isinstance(excl, bool):
         raise Problem(422, f"must be true or false, got {excl!r}", field="exclude_history")
-    return RecommendRequest(history, k, float(budget), excl)
+    for name in ("mode", "fusion"):  # the values are checked by the recommender
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise Problem(422, f"must be a string, got {data[name]!r}", field=name)
+    return RecommendRequest(history, k, float(budget), excl, data.get("mode"), data.get("fusion"))
 
 
 def search_items(bundle: Bundle, query: str, limit: int, item_id: str | None = None) -> tuple[list[dict], int]:
@@ -358,7 +371,10 @@ class Service:
             from transformers import AutoTokenizer
 
             tokenizer = await run_in_threadpool(AutoTokenizer.from_pretrained, self.bundle.model_path)
-        self.recommender = self.bundle.recommender(generator=_NoGenerator(), tokenizer=tokenizer)
+        # the constrained modes and reranking run on the transformers generator (the hf
+        # backend's own, else one the bundle builds on first use)
+        self.recommender = self.bundle.recommender(generator=_NoGenerator(), tokenizer=tokenizer,
+                                                   constrained_generator=getattr(self.backend, "generator", None))
         _ = self.bundle.index, self.bundle.fallback_scorer  # load before the first request
         await self.warm_up()
         self.ready = True
@@ -384,13 +400,23 @@ class Service:
         except Exception:
             log.exception("warm-up generation failed; admission learns from the first requests instead")
 
-    async def answer(self, prepared: Prepared, budget_ms: float, t0: float) -> Recommendation:
+    async def answer(self, prepared: Prepared, budget_ms: float, t0: float, mode: str | None = None,
+                     fusion: str | None = None) -> Recommendation:
         rec = self.recommender
         assert rec is not None
         remaining = budget_ms / 1000.0 - (time.perf_counter() - t0)
         if remaining <= 0:
             return await run_in_threadpool(rec.fallback, prepared, f"latency budget of {budget_ms:g} ms "
                                                                     "used up before generation")
+        mode = rec.check_mode(mode)
+        if mode != MODE_QRR:  # decoding onto the catalog / reranking: a blocking call in a thread
+            work = asyncio.ensure_future(run_in_threadpool(rec.answer_prepared, [prepared], rec.settings.seed,
+                                                           mode, fusion))
+            try:
+                return (await asyncio.wait_for(asyncio.shield(work), remaining))[0]
+            except TimeoutError:  # a running forward pass cannot be stopped: it finishes unseen
+                return await run_in_threadpool(
+                    rec.fallback, prepared, f"latency budget of {budget_ms:g} ms exceeded; {mode} abandoned")
         admission = self.admission
         if admission.settings.enabled:  # keep the reserve to answer from the fallback after an abort
             remaining -= admission.settings.reserve_ms / 1000.0
@@ -420,7 +446,7 @@ class Service:
             return await run_in_threadpool(rec.fallback, prepared, f"generation failed: {type(e).__name__}: {e}")
         finally:
             admission.finish(decision.ticket, completed)
-        return await run_in_threadpool(rec.ground, prepared, samples)
+        return await run_in_threadpool(rec.ground, prepared, samples, None, fusion)
 
 
 class _NoGenerator:
@@ -466,16 +492,18 @@ def create_app(bundle: Bundle | str, backend: str | None = None, generator: Any 
                 raise Problem(422, f"must be at most {service.settings.server.max_k}, got {req.k}", field="k")
             try:
                 prepared = service.recommender.prepare(req.history, req.k, req.exclude_history)
+                service.recommender.check_mode(req.mode)
+                service.recommender.check_fusion(req.fusion)
             except RequestError as e:
                 raise Problem(422, str(e), field=e.field) from None
         except Problem as p:
             service.metrics.observe("error", p.status, time.perf_counter() - t0)
             return _problem_response(p)
-        rec = await service.answer(prepared, req.budget_ms, t0)
+        rec = await service.answer(prepared, req.budget_ms, t0, req.mode, req.fusion)
         latency = time.perf_counter() - t0
         service.metrics.observe(rec.path, 200, latency, rec.reason)
-        return JSONResponse({"items": [it.to_dict() for it in rec.items], "path": rec.path,
-                             "unknown_ids": rec.unknown_ids, "reason": rec.reason,
+        return JSONResponse({"items": [it.to_dict() for it in rec.items], "path": rec.path, "mode": rec.mode,
+                             "filled": rec.filled, "unknown_ids": rec.unknown_ids, "reason": rec.reason,
                              "latency_ms": round(latency * 1000.0, 3)})
 
     @app.get("/", response_class=HTMLResponse)

@@ -1,0 +1,243 @@
+"""Every generative mode and the fusion through the recommender, a bundle and the HTTP server.
+
+Real components throughout: a tiny random Llama (SmolLM2 tokenizer) on the transformers
+backend, the real BM25 index, prefix tree and popularity fallback; the server runs on
+127.0.0.1. With random weights the items are arbitrary, so the tests check what must hold for
+any model: only catalog items, no duplicates, history excluded, scores equal to the model's
+own log-probs, and the ``mode`` each answer reports.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genrec.data.catalog import Catalog, Item
+from genrec.decoding.trie import ItemTrie
+from genrec.fusion import FusionSettings
+from genrec.generation.base import Sample
+from genrec.grounding import BM25Index
+from genrec.prompting import PromptTemplate
+from genrec.recommender import (
+    MODE_BEAM,
+    MODE_QRR,
+    MODE_RERANK,
+    MODE_SAMPLE,
+    MODES,
+    PATH_GENERATIVE,
+    PATH_POPULARITY,
+    Recommender,
+    RecommenderSettings,
+    RequestError,
+)
+
+TITLES = ["Red Wool Scarf", "Red Wool Hat", "Red Wool Scarf", "X", "Red", "Blue Denim Jacket", "Blue",
+          "Red Wool", "Green Rain Boots", "Yellow Sun Hat"]
+COUNTS = np.array([5, 1, 9, 0, 3, 7, 2, 4, 6, 8], dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> PromptTemplate:
+    path = tmp_path_factory.mktemp("tpl") / "titles.yaml"
+    path.write_text('name: titles\nattributes:\n  - {field: title, prefix: ""}\nhistory_label: "Bought:\\n"\n'
+                    'item_label: "- "\nsuffix: "Next:\\n"\nterminator: "\\n"\n', encoding="utf-8")
+    return PromptTemplate.load(path)
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog(Item(f"i{i}", t) for i, t in enumerate(TITLES))
+
+
+@pytest.fixture(scope="module")
+def generator(tokenizer):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from genrec.generation.base import GenerationConfig
+    from genrec.generation.hf import HFGenerator
+
+    torch.manual_seed(3)
+    model = LlamaForCausalLM(LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                         intermediate_size=64, vocab_size=len(tokenizer))).eval()
+    return HFGenerator(GenerationConfig(n=4, max_new_tokens=12, seed=0), model=model, tokenizer=tokenizer)
+
+
+def make(catalog, template, generator, tokenizer, **settings) -> Recommender:
+    from genrec.bundle import item_texts
+    from genrec.esr import PopularityScorer
+
+    return Recommender(catalog, BM25Index.build(item_texts(catalog, template)), template, generator,
+                       PopularityScorer(COUNTS), RecommenderSettings(**settings), fallback_path=PATH_POPULARITY,
+                       tokenizer=tokenizer, popularity=COUNTS,
+                       trie=lambda: ItemTrie.from_catalog(catalog, template, tokenizer))
+
+
+def check_list(answer, k: int, history: list[str]) -> list[str]:
+    ids = answer.item_ids
+    assert len(ids) == k and len(set(ids)) == k, ids
+    assert set(ids) <= {f"i{i}" for i in range(len(TITLES))}
+    assert not set(ids) & set(history)
+    return ids
+
+
+def test_constrained_beam_answer_is_the_beams_then_the_fallback(catalog, template, generator, tokenizer):
+    rec = make(catalog, template, generator, tokenizer, n_gen=3, k=6)
+    history = ["i5"]
+    answer = rec.recommend(history, mode=MODE_BEAM)
+    assert answer.path == PATH_GENERATIVE and answer.mode == MODE_BEAM
+    ids = check_list(answer, 6, history)
+    beams = generator.constrained_beam([answer.prompt], rec.trie, width=3)[0]
+    from_beams = [f"i{i}" for d in beams for i in sorted(d.items) if f"i{i}" not in history]
+    assert ids[:len(from_beams)] == from_beams and answer.filled == 6 - len(from_beams)
+    prompt_ids = generator.prompt_ids(answer.prompt)
+    for it in answer.items[:len(from_beams)]:  # the score is the model's log-prob of the item's text
+        text = tokenizer(template.render_target(catalog[it.index]), add_special_tokens=False).input_ids
+        assert it.score == pytest.approx(generator.score_ids(prompt_ids, text), abs=1e-4)
+    assert answer.to_dict()["mode"] == MODE_BEAM
+
+
+def test_constrained_sampling_and_rerank_answers(catalog, template, generator, tokenizer):
+    rec = make(catalog, template, generator, tokenizer, n_gen=8, k=4, rerank_m=5)
+    history = ["i0", "i3"]
+    sampled = rec.recommend(history, mode=MODE_SAMPLE)
+    assert sampled.mode == MODE_SAMPLE
+    check_list(sampled, 4, history)
+    reranked = rec.recommend(history, mode=MODE_RERANK)
+    assert reranked.mode == MODE_RERANK and reranked.filled == 0
+    ids = check_list(reranked, 4, history)
+    # the candidates are the fallback's top 5 (popularity, history excluded): i2 i9 i5 i8 i7
+    assert set(ids) <= {"i2", "i9", "i5", "i8", "i7"}
+    scores = [it.score for it in reranked.items]
+    assert scores == sorted(scores, reverse=True)
+    prompt_ids = generator.prompt_ids(reranked.prompt)
+    for it in reranked.items:
+        text = tokenizer(template.render_target(catalog[it.index]), add_special_tokens=False).input_ids
+        assert it.score == pytest.approx(generator.score_ids(prompt_ids, text), abs=1e-4)
+
+
+def test_fusion_modes_and_weights(catalog, template, generator, tokenizer):
+    rec = make(catalog, template, generator, tokenizer, n_gen=2, k=3)
+    history = ["i5"]
+    beams = rec.recommend(history, mode=MODE_BEAM)
+    fallback_only = rec.recommend(history, mode=MODE_BEAM, fusion=FusionSettings("rrf", weight=0.0))
+    assert fallback_only.mode == "constrained_beam+rrf"
+    assert fallback_only.item_ids == ["i2", "i9", "i8"]  # weight 0: popularity order, history excluded
+    llm_first = rec.recommend(history, mode=MODE_BEAM, fusion=FusionSettings("zsum", weight=1000.0))
+    assert llm_first.item_ids[0] == beams.item_ids[0]
+    check_list(llm_first, 3, history)
+    for mode in MODES:
+        for method in ("zsum", "rrf"):
+            answer = rec.recommend(history, mode=mode, fusion=method)
+            if answer.path == PATH_GENERATIVE:
+                assert answer.mode == f"{mode}+{method}"
+                check_list(answer, 3, history)
+
+
+def test_qrr_fused_with_known_samples(catalog, template, tokenizer):
+    class Fixed:
+        def generate(self, prompts, n=None, seed=None):
+            return [[Sample("Yellow Sun Hat", -1.0)] for _ in prompts]
+
+    rec = make(catalog, template, Fixed(), tokenizer, k=2)
+    alone = rec.recommend(["i0"], mode=MODE_QRR)
+    assert alone.mode == MODE_QRR and alone.item_ids[0] == "i9"
+    fused = rec.recommend(["i0"], fusion=FusionSettings("rrf", weight=5.0, rrf_c=1.0))
+    assert fused.mode == "qrr+rrf" and fused.item_ids[0] == "i9"
+
+
+def test_bad_mode_or_fusion_is_a_request_error(catalog, template, generator, tokenizer):
+    rec = make(catalog, template, generator, tokenizer)
+    with pytest.raises(RequestError) as e:
+        rec.recommend(["i0"], mode="beam")
+    assert e.value.field == "mode"
+    with pytest.raises(RequestError) as e:
+        rec.recommend(["i0"], fusion="mean")
+    assert e.value.field == "fusion"
+
+
+def test_no_item_within_the_budget_falls_back(catalog, template, tokenizer):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from genrec.generation.base import GenerationConfig
+    from genrec.generation.hf import HFGenerator
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=32, vocab_size=len(tokenizer))).eval()
+    gen = HFGenerator(GenerationConfig(n=2, max_new_tokens=1), model=model, tokenizer=tokenizer)
+    answer = make(catalog, template, gen, tokenizer, k=2).recommend(["i0"], mode=MODE_BEAM)
+    assert answer.path == PATH_POPULARITY and answer.mode is None
+    assert "finished no item within 1 tokens" in answer.reason
+
+
+# -- bundle and server -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from genrec.bundle import Bundle, BundleConfig, BundleSettings, write_bundle
+    from genrec.data.source import DatasetSource
+
+    tmp = tmp_path_factory.mktemp("modes-bundle")
+    LlamaForCausalLM(LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                                 vocab_size=len(tokenizer))).save_pretrained(tmp / "model")
+    tokenizer.save_pretrained(tmp / "model")
+    settings = BundleSettings(recommender=RecommenderSettings(template="calrec_compact", n_gen=2, k=5, rerank_m=8),
+                              generation={"backend": "hf", "max_new_tokens": 48, "dtype": "float32"})
+    out = write_bundle(BundleConfig(out=str(tmp / "b"), dataset=DatasetSource("demo", name="electronics"),
+                                    model=str(tmp / "model"), settings=settings))
+    return Bundle.load(out)
+
+
+def test_bundle_holds_the_tree(bundle, tokenizer):
+    stats = bundle.manifest["trie"]
+    assert stats["file"] == "trie.npz" and stats["items"] == len(bundle.catalog)
+    built = ItemTrie.from_catalog(bundle.catalog, bundle.template, tokenizer)
+    assert bundle.trie.token.tolist() == built.token.tolist() and stats["nodes"] == built.num_nodes
+    assert bundle.trie.meta["path"].endswith("trie.npz")  # loaded from the bundle, not rebuilt
+    for i in (0, 17, len(bundle.catalog) - 1):
+        ids = tokenizer(bundle.template.render_target(bundle.catalog[i]), add_special_tokens=False).input_ids
+        assert i in bundle.trie.lookup(ids).tolist()
+
+
+def test_bundle_recommender_runs_every_mode(bundle):
+    rec = bundle.recommender(backend="hf")
+    history = [bundle.catalog[i].item_id for i in (3, 8, 21)]
+    for mode in MODES:
+        answer = rec.recommend(history, mode=mode)
+        if mode != MODE_QRR:  # random weights write text BM25 may not match; decoding always ends on items
+            assert answer.path == PATH_GENERATIVE and answer.mode == mode, (mode, answer.reason)
+        assert len(set(answer.item_ids)) == 5 and not set(answer.item_ids) & set(history)
+
+
+def test_server_takes_mode_and_fusion_per_request(bundle):
+    import httpx
+
+    from tests.test_server import start_thread_server
+
+    url, server, thread = start_thread_server(bundle)
+    try:
+        history = [bundle.catalog[i].item_id for i in (3, 8)]
+        ids = {it.item_id for it in bundle.catalog}
+        seen = {}
+        for mode in (None, *MODES):
+            for fusion in (None, "rrf"):
+                body = {"history": history, "k": 4, "budget_ms": 60000}
+                body.update({"mode": mode} if mode else {}, **({"fusion": fusion} if fusion else {}))
+                r = httpx.post(url + "/recommend", json=body, timeout=120)
+                assert r.status_code == 200, r.text
+                data = r.json()
+                got = [it["item_id"] for it in data["items"]]
+                assert len(got) == 4 == len(set(got)) and set(got) <= ids and not set(got) & set(history)
+                seen[(mode, fusion)] = data["mode"]
+        assert seen[(None, None)] == "qrr" or seen[(None, None)] is None  # QRR may match nothing: fallback
+        assert seen[(MODE_BEAM, None)] == MODE_BEAM and seen[(MODE_BEAM, "rrf")] == "constrained_beam+rrf"
+        assert seen[(MODE_RERANK, "rrf")] == "rerank+rrf"
+        for bad, field in (({"mode": "beam"}, "mode"), ({"fusion": "max"}, "fusion"), ({"mode": 3}, "mode")):
+            r = httpx.post(url + "/recommend", json={"history": history, **bad}, timeout=30)
+            assert r.status_code == 422 and r.json()["field"] == field, r.text
+    finally:
+        server.should_exit = True
+        thread.join(30)
