@@ -129,7 +129,7 @@ def _copy_tree(src: Path, dst: Path) -> None:
 
 def item_texts(catalog: Catalog, template: PromptTemplate) -> list[str]:
     """The text BM25 indexes per item: the item rendered as the model is taught to write it."""
-    return [template.render_item(item) for item in catalog]
+    return [template.render_target_item(item) for item in catalog]
 
 
 def _popularity_from(cfg: BundleConfig, catalog: Catalog, train: dict[str, list[int]] | None) -> np.ndarray:

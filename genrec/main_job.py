@@ -63,15 +63,15 @@ def fine_tune(cfg: MainJobConfig, names: list[str]) -> tuple[Path, str]:
                          output_dir=str(out / "stage1"), **common)
     r1 = run_stage(stage1)
     stage2 = TrainConfig(datasets=[DatasetSource(format="demo", name=cfg.target_category)],
-                         init_adapter=str(r1.adapter_dir), max_steps=cfg.stage2_steps,
+                         init_adapter=str(r1.weights_dir), max_steps=cfg.stage2_steps,
                          save_steps=max(1, cfg.stage2_steps // 2), output_dir=str(out / "stage2"), **common)
     r2 = run_stage(stage2)
 
     def said(r) -> str:
         return r.summary.split(", validation")[0] if r.summary else "already trained, reused"
 
-    return Path(r2.adapter_dir), (f"stage 1 {r1.global_step} steps, {said(r1)}; stage 2 {r2.global_step} steps, "
-                                  f"{said(r2)}; adapter in {r2.adapter_dir}")
+    return Path(r2.weights_dir), (f"stage 1 {r1.global_step} steps, {said(r1)}; stage 2 {r2.global_step} steps, "
+                                  f"{said(r2)}; adapter in {r2.weights_dir}")
 
 
 def train_fallback(cfg: MainJobConfig) -> tuple[Path, str]:

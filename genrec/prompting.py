@@ -107,10 +107,17 @@ class Attribute:
 
 @dataclass
 class PromptTemplate:
-    """A CALRec-style template: history label, item label, attribute prefixes, suffix, terminator."""
+    """A CALRec-style template: history label, item label, attribute prefixes, suffix, terminator.
+
+    ``target_attributes`` (optional) is what the model learns to *generate* — e.g. only the
+    title, or title and brand — while the history keeps the richer ``attributes``: a shorter
+    target makes a training sequence shorter and generation stop sooner, and grounding only
+    ever needed those fields. Unset, the target is the item rendered like a history line.
+    """
 
     name: str
     attributes: list[Attribute]
+    target_attributes: list[Attribute] | None = None
     history_label: str = ""
     item_label: str = ""
     attribute_separator: str = " | "
@@ -128,7 +135,9 @@ class PromptTemplate:
         data, text = _read_template_file(name_or_path)
         try:
             attrs = [Attribute(**a) for a in data.pop("attributes")]
-            return cls(attributes=attrs, source_text=text, **data)
+            target = data.pop("target_attributes", None)
+            target_attrs = [Attribute(**a) for a in target] if target else None
+            return cls(attributes=attrs, target_attributes=target_attrs, source_text=text, **data)
         except (KeyError, TypeError) as e:
             raise GenrecError(f"prompt template {name_or_path}: bad or missing setting: {e}") from None
 
@@ -153,21 +162,33 @@ class PromptTemplate:
         value = _cap(value, attr.max_chars)
         return value or None
 
-    def render_item(self, item: Item) -> str:
-        """One line; attributes the item lacks are left out (no "None", "nan" or bare prefix).
-
-        Each attribute is capped by its ``max_chars``, the whole line by ``max_item_chars``.
-        """
+    def _line(self, item: Item, attributes: Sequence[Attribute]) -> str:
         parts = []
-        for attr in self.attributes:
+        for attr in attributes:
             value = self._value(item, attr)
             if value is not None:
                 parts.append(attr.prefix + value)
         return _cap(self.attribute_separator.join(parts), self.max_item_chars)
 
+    def render_item(self, item: Item) -> str:
+        """One history line; attributes the item lacks are left out (no "None", "nan" or bare prefix).
+
+        Each attribute is capped by its ``max_chars``, the whole line by ``max_item_chars``.
+        """
+        return self._line(item, self.attributes)
+
+    @property
+    def generated_attributes(self) -> list[Attribute]:
+        """The attributes of a target line: ``target_attributes`` when set, else ``attributes``."""
+        return self.target_attributes or self.attributes
+
+    def render_target_item(self, item: Item) -> str:
+        """The item as the model writes it (no label, no terminator): what BM25 grounding indexes."""
+        return self._line(item, self.generated_attributes)
+
     def render_target(self, item: Item) -> str:
-        """The text the model learns to generate: the item, then the terminator. Never cut."""
-        return self.target_label + self.render_item(item) + self.terminator
+        """The text the model learns to generate: the target line, then the terminator. Never cut."""
+        return self.target_label + self.render_target_item(item) + self.terminator
 
     def parse_target(self, text: str) -> dict[str, str]:
         """Inverse of :meth:`render_target`: ``{field: value}`` for the attributes found.
@@ -182,7 +203,8 @@ class PromptTemplate:
         label = self.target_label.strip()
         if label and text.startswith(label):
             text = text[len(label):].strip()
-        prefixed = [a for a in self.attributes if a.prefix.strip()]
+        attributes = self.generated_attributes
+        prefixed = [a for a in attributes if a.prefix.strip()]
         sep = self.attribute_separator.strip()
         if prefixed:
             alternatives = "|".join(re.escape(a.prefix.strip()) for a in prefixed)
@@ -191,7 +213,7 @@ class PromptTemplate:
         else:
             chunks = [text]
         out: dict[str, str] = {}
-        bare = next((a for a in self.attributes if not a.prefix.strip()), None)
+        bare = next((a for a in attributes if not a.prefix.strip()), None)
         for chunk in chunks:
             chunk = chunk.strip()
             attr = next((a for a in prefixed if chunk.startswith(a.prefix.strip())), None)

@@ -53,6 +53,32 @@ def test_info_nce_matches_hand_computation_on_asymmetric_3x3():
     assert info_nce(u, t, tau).item() == pytest.approx(expected, abs=1e-6)
 
 
+def test_info_nce_queued_vectors_join_every_denominator():
+    # Two in-batch pairs plus one queued user-side vector q (unit length): by hand,
+    # L = -(1/2) Σ_i log( e^{cos(u_i,t_i)/τ} / (Σ_j e^{cos(u_j,t_i)/τ} + e^{cos(q,t_i)/τ}) ).
+    u = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    t = torch.tensor([[2.0, 0.0], [0.6, 0.8]])
+    q = torch.tensor([[0.0, -1.0]])
+    tau = 0.25
+    cos = [[1.0, 0.0, 0.0],      # t_0 against u_0, u_1, q
+           [0.6, 0.8, -0.8]]     # t_1 against u_0, u_1, q
+    expected = -sum(math.log(math.exp(cos[i][i] / tau) / sum(math.exp(c / tau) for c in cos[i]))
+                    for i in range(2)) / 2
+    assert info_nce(u, t, tau, queued=q).item() == pytest.approx(expected, abs=1e-6)
+    assert info_nce(u, t, tau, queued=q[:0]).item() == pytest.approx(info_nce(u, t, tau).item(), abs=0)
+
+
+def test_negatives_queue_is_newest_first_and_bounded():
+    from genrec.training.model import NegativesQueue
+
+    q = NegativesQueue(size=3, dim=2)
+    assert q.get("tt").shape == (0, 2)
+    q.push("tt", torch.tensor([[2.0, 0.0], [0.0, 5.0]]))
+    assert q.get("tt").tolist() == [[1.0, 0.0], [0.0, 1.0]] and q.get("ut").shape == (0, 2)
+    q.push("tt", torch.tensor([[0.0, -1.0], [-3.0, 0.0]]))
+    assert q.get("tt").tolist() == [[0.0, -1.0], [-1.0, 0.0], [1.0, 0.0]]  # the oldest fell off
+
+
 def test_mean_pool_averages_only_the_span_and_empty_span_is_zero():
     h = torch.arange(12, dtype=torch.float32).reshape(2, 3, 2)
     mask = torch.tensor([[True, False, True], [False, False, False]])

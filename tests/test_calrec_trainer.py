@@ -250,7 +250,9 @@ def test_killed_run_resumes_with_the_same_loss_curve(tiny_dir, tmp_path):
     assert rec["status"] == "completed" and rec["extra"]["global_step"] == 6 and rec["extra"]["completed"]
     assert [p["status"] for p in rec["previous"]] == ["running"]
     assert rec["config"]["lora"]["dropout"] == 0.1 and rec["seeds"] == {"seed": 0, "validation.seed": 0}
-    assert rec["inputs"] == [{"path": "demo:kitchen", "kind": "embedded", "sha256": None, "method": "embedded"}]
+    demo, base = rec["inputs"]  # the data and the base model folder (a local model is an input too)
+    assert demo == {"path": "demo:kitchen", "kind": "embedded", "sha256": None, "method": "embedded"}
+    assert base["path"] == tiny_dir and base["kind"] == "folder" and base["sha256"]
     for step in a:
         for key in ("loss", "nig", "tt", "ut"):
             assert b[step][key] == pytest.approx(a[step][key], abs=1e-5), (step, key)
@@ -289,10 +291,10 @@ def test_demo_stage1_then_stage2_on_smollm2_generates_parseable_items(tmp_path, 
 
     configs = REPO / "finetune" / "configs"
     s1 = run_stage(load_config(TrainConfig, configs / "demo_stage1.yaml", [f"output_dir={tmp_path / 's1'}"]))
-    assert s1.completed and s1.adapter_dir is not None
+    assert s1.completed and s1.weights_dir is not None
     s2 = run_stage(load_config(TrainConfig, configs / "demo_stage2.yaml",
-                               [f"output_dir={tmp_path / 's2'}", f"init_adapter={s1.adapter_dir}"]))
-    assert s2.completed and s2.adapter_dir is not None
+                               [f"output_dir={tmp_path / 's2'}", f"init_adapter={s1.weights_dir}"]))
+    assert s2.completed and s2.weights_dir is not None
     log = [json.loads(line) for line in s2.metrics_path.read_text().splitlines()]
     assert any("eval_ndcg@10" in r for r in log) and any("tt" in r and "ut" in r for r in log)
 
@@ -301,7 +303,7 @@ def test_demo_stage1_then_stage2_on_smollm2_generates_parseable_items(tmp_path, 
     ex = split.valid[0]
     prompt = template.render_history([split.dataset.catalog[i] for i in ex.history[-8:]], tokenizer, 140)
     base = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.bfloat16)
-    model = PeftModel.from_pretrained(base, str(s2.adapter_dir)).eval()
+    model = PeftModel.from_pretrained(base, str(s2.weights_dir)).eval()
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     with torch.no_grad():
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=48, do_sample=False,

@@ -27,22 +27,23 @@ def _count(tokenizer, text: str) -> int:
 
 
 def test_shipped_templates_load():
-    assert {"calrec", "calrec_compact", "esr_item", "esr_user"} <= set(available_templates())
-    for name in ("calrec", "calrec_compact"):
+    assert {"calrec", "calrec_compact", "calrec_short", "esr_item", "esr_user"} <= set(available_templates())
+    for name in ("calrec", "calrec_compact", "calrec_short", "calrec_short_brand"):
         t = PromptTemplate.load(name)
         assert t.name == name and t.terminator == "\n" and t.max_tokens
         assert PromptTemplate.load(REPO / "prompts" / f"{name}.yaml").fingerprint() == t.fingerprint()
 
 
-@pytest.mark.parametrize("name", ["calrec", "calrec_compact"])
+@pytest.mark.parametrize("name", ["calrec", "calrec_compact", "calrec_short", "calrec_short_brand"])
 def test_target_round_trip_on_real_items(name, scientific_items):
     t = PromptTemplate.load(name)
     checked = 0
     for item in scientific_items:
         text = t.render_target(item)
         assert text.endswith(t.terminator) and text.count(t.terminator) == 1
-        want = {a.field: v for a in t.attributes if (v := t._value(item, a)) is not None}
-        whole = t.attribute_separator.join(next(a.prefix for a in t.attributes if a.field == f) + v
+        attrs = t.generated_attributes
+        want = {a.field: v for a in attrs if (v := t._value(item, a)) is not None}
+        whole = t.attribute_separator.join(next(a.prefix for a in attrs if a.field == f) + v
                                            for f, v in want.items())
         if len(whole) <= (t.max_item_chars or 10**9):  # the line was not cut as a whole
             assert t.parse_target(text) == want, item.item_id
@@ -54,6 +55,24 @@ def test_target_round_trip_on_real_items(name, scientific_items):
     if name == "calrec_compact":  # short category: the last two levels
         item = next(i for i in scientific_items if len(i.categories) >= 4)
         assert t.parse_target(t.render_target(item))["categories"] == " > ".join(item.categories[-2:])
+
+
+def test_short_target_is_the_title_while_history_keeps_every_attribute():
+    template = PromptTemplate.load("calrec_short")
+    item = Item(item_id="a", title="Nitrile Gloves, Large", brand="Lab Co", categories=("Lab", "Safety", "Gloves"))
+    assert template.render_item(item) == "Nitrile Gloves, Large | Brand: Lab Co | Category: Safety > Gloves"
+    assert template.render_target(item) == "- Nitrile Gloves, Large\n"
+    assert template.render_target_item(item) == "Nitrile Gloves, Large"
+    prompt, target = template.render_example([item], item)
+    assert target == "- Nitrile Gloves, Large\n" and "Brand: Lab Co" in prompt
+    assert template.parse_target("- Nitrile Gloves, Large\n- more") == {"title": "Nitrile Gloves, Large"}
+    branded = PromptTemplate.load("calrec_short_brand")
+    assert branded.render_target(item) == "- Nitrile Gloves, Large | Brand: Lab Co\n"
+    assert branded.parse_target("- Nitrile Gloves, Large | Brand: Lab Co\n") == {
+        "title": "Nitrile Gloves, Large", "brand": "Lab Co"}
+    # Without target_attributes the target is the history line, as before.
+    compact = PromptTemplate.load("calrec_compact")
+    assert compact.render_target_item(item) == compact.render_item(item)
 
 
 def test_parse_is_tolerant_of_generated_text():

@@ -24,19 +24,34 @@ class LossConfig:
     """α, β, τ of SPEC.md §1 (β's printed sign is negative in the paper; ours is a setting, +0.025).
 
     ``projection_heads``: a linear head per embedding (v_U, v_T|U, v_T) of size
-    ``projection_dim`` (0 = the model's hidden size), trained with the adapter and saved
-    beside it as ``calrec_heads.safetensors`` (not needed for generation).
+    ``projection_dim`` (0 = the model's hidden size), trained with the model and saved
+    beside it (not needed for generation). Mean-pooled LLM states are nearly parallel for
+    any two texts (cosines ~0.9), so without a head and at τ = 0.5 the logits barely differ
+    and both terms sit at chance; a head plus a lower temperature lets them learn.
+
+    ``queue_size``: user-side vectors (v_T|U, v_U) of earlier steps, detached, kept as extra
+    negatives in the denominators (the paper's sum over j runs over user-side vectors): more
+    negatives per step for no extra forward pass or activation memory. The queue is part of
+    the saved state, so a resumed run continues with it; validation uses in-batch negatives only.
     """
 
-    alpha: float = 0.125            # weight of the user-target contrastive loss L_UT (0 = off)
-    beta: float = 0.025             # weight of the target-target contrastive loss L_TT (0 = off)
-    tau: float = 0.5                # temperature of both contrastive losses
+    alpha: float = 0.125            # weight of the target-target contrastive loss L_TT (0 = off)
+    beta: float = 0.025             # weight of the user-target contrastive loss L_UT (0 = off)
+    tau: float = 0.5                # temperature of both contrastive losses (unless set per objective)
+    tau_tt: float | None = None     # temperature of L_TT (None = tau)
+    tau_ut: float | None = None     # temperature of L_UT (None = tau)
     projection_heads: bool = False  # a trained linear head per embedding before the contrastive losses
     projection_dim: int = 0         # size of those heads (0 = the model's hidden size)
+    queue_size: int = 0             # earlier steps' user-side vectors kept as extra negatives (0 = in-batch only)
 
     @property
     def contrastive(self) -> bool:
         return self.alpha != 0 or self.beta != 0
+
+    @property
+    def temperatures(self) -> tuple[float, float]:
+        """(τ of L_TT, τ of L_UT)."""
+        return (self.tau if self.tau_tt is None else self.tau_tt, self.tau if self.tau_ut is None else self.tau_ut)
 
 
 @dataclass
@@ -65,11 +80,14 @@ class ValidationConfig:
 
 @dataclass
 class TrainConfig:
-    """One fine-tuning stage. Stage 2 = ``init_adapter`` set to the stage-1 adapter + one dataset."""
+    """One fine-tuning stage. Stage 2 = stage 1's output (``init_adapter`` for LoRA, ``model`` for a
+    full fine-tune) + one dataset. LoRA writes ``output_dir/adapter``, a full fine-tune a plain
+    model folder ``output_dir/model``."""
 
     model: str = "smollm2-135m"             # base model: built-in name, local folder or Hugging Face id
     datasets: list[DatasetSource] = field(default_factory=list)  # one per category (stage 1: several)
-    init_adapter: str | None = None          # continue from this adapter (stage 2)
+    tuning: str = "lora"                     # lora (an adapter) | full (every weight, as in the paper)
+    init_adapter: str | None = None          # LoRA stage 2: continue this adapter (full: set model to stage 1's model/)
     template: str = "calrec_compact"         # prompt template: a name under prompts/ or a .yaml path
     max_tokens: int = 512                    # joint prompt + target budget (tokens)
     max_target_tokens: int = 64              # guard: longer targets are cut (and counted in the log)

@@ -36,15 +36,20 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / m.sum(dim=1).clamp(min=1.0)
 
 
-def info_nce(user_side: torch.Tensor, items: torch.Tensor, tau: float) -> torch.Tensor:
+def info_nce(user_side: torch.Tensor, items: torch.Tensor, tau: float,
+             queued: torch.Tensor | None = None) -> torch.Tensor:
     """In-batch InfoNCE of SPEC.md §1 with cosine similarity and temperature ``tau``.
 
     L = -(1/N) Σ_i log( exp(cos(u_i, t_i)/τ) / Σ_j exp(cos(u_j, t_i)/τ) ):
     for a fixed item i the denominator runs over the user-side vectors u_j of the batch.
     ``user_side`` is v_T|U (L_TT) or v_U (L_UT), ``items`` is v_T; both [N, D].
+    ``queued`` ([Q, D], unit length, no gradient): user-side vectors of earlier steps that
+    join every denominator as Q more negatives (chance is then ln(N + Q)).
     """
     u = F.normalize(user_side.float(), dim=-1, eps=1e-8)
     t = F.normalize(items.float(), dim=-1, eps=1e-8)
+    if queued is not None and queued.shape[0]:
+        u = torch.cat([u, queued.to(u.dtype)], dim=0)
     # sim[i, j] = cos(u_j, t_i) / tau: row i is item i against every user-side vector.
     sim = t @ u.T / tau
     target = torch.arange(sim.shape[0], device=sim.device)

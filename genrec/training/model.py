@@ -1,12 +1,15 @@
-"""The module the Trainer optimises: a PEFT (LoRA) causal LM plus the CALRec loss in ``forward``.
+"""The module the Trainer optimises: a causal LM (LoRA-adapted or whole) plus the CALRec loss in ``forward``.
 
 Keeping both passes (joint sequence, target alone) inside one ``forward`` means DDP under
 ``accelerate launch`` sees a single forward per step, and the optional projection heads are
 ordinary trainable parameters of the same module.
 
-Files: the adapter is the usual PEFT folder (``adapter_config.json`` +
-``adapter_model.safetensors``, loads onto the base model anywhere); projection heads, when
-on, go beside it as ``calrec_heads.safetensors`` — only training reads them.
+Files: with LoRA the usual PEFT folder (``adapter_config.json`` + ``adapter_model.safetensors``,
+loads onto the base model anywhere); with full fine-tuning a plain model folder
+(``config.json`` + ``model.safetensors``, what vLLM and ``from_pretrained`` read). Projection
+heads and the negatives queue, when on, go beside the adapter as ``calrec_heads.safetensors``
+and, in a model folder, into ``calrec_heads/`` (vLLM loads every ``*.safetensors`` at a
+model folder's top level) — only training reads them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,41 @@ from genrec.training.config import LossConfig
 from genrec.training.losses import combine, info_nce, mean_pool, nig_loss
 
 HEADS_FILE = "calrec_heads.safetensors"
+HEADS_SUBDIR = "calrec_heads"
 ADAPTER_FILE = "adapter_model.safetensors"
+MODEL_FILE = "model.safetensors"
+
+
+def heads_file(directory: Path) -> Path:
+    """Where the heads of a saved adapter or model folder are (or go)."""
+    return directory / HEADS_FILE if (directory / ADAPTER_FILE).exists() else directory / HEADS_SUBDIR / HEADS_FILE
+
+
+class NegativesQueue(nn.Module):
+    """A FIFO of the last ``size`` unit-length user-side vectors (no gradient), one per objective.
+
+    Buffers, so they travel with the heads file and a resumed run continues with the same queue.
+    """
+
+    def __init__(self, size: int, dim: int) -> None:
+        super().__init__()
+        self.size = size
+        self.register_buffer("tt", torch.zeros(size, dim))
+        self.register_buffer("ut", torch.zeros(size, dim))
+        self.register_buffer("filled", torch.zeros(2, dtype=torch.long))  # valid rows of tt, ut
+
+    def get(self, name: str) -> torch.Tensor:
+        i = 0 if name == "tt" else 1
+        return getattr(self, name)[: int(self.filled[i])]
+
+    @torch.no_grad()
+    def push(self, name: str, vectors: torch.Tensor) -> None:
+        """Newest first: ``vectors`` go to the front, the oldest fall off the end."""
+        i = 0 if name == "tt" else 1
+        buf = getattr(self, name)
+        v = torch.nn.functional.normalize(vectors.detach().float(), dim=-1, eps=1e-8)[: self.size]
+        buf.copy_(torch.cat([v, buf[: self.size - v.shape[0]]], dim=0))
+        self.filled[i] = min(self.size, int(self.filled[i]) + v.shape[0])
 
 
 class ProjectionHeads(nn.Module):
@@ -41,9 +78,11 @@ class CALRecModel(nn.Module):
         self.model = model
         self.loss_cfg = loss
         self.config = model.config
+        self.is_lora = hasattr(model, "get_base_model")
         hidden = model.config.hidden_size
-        self.heads = (ProjectionHeads(hidden, loss.projection_dim or hidden).float()
-                      if loss.projection_heads else None)
+        dim = (loss.projection_dim or hidden) if loss.projection_heads else hidden
+        self.heads = ProjectionHeads(hidden, dim).float() if loss.projection_heads else None
+        self.queue = NegativesQueue(loss.queue_size, dim) if loss.queue_size and loss.contrastive else None
 
     # -- forward -------------------------------------------------------------------------
     def _decoder(self) -> nn.Module:
@@ -72,37 +111,69 @@ class CALRecModel(nn.Module):
             v_t = mean_pool(h_t, t_target_mask)
             if self.heads is not None:
                 v_u, v_tu, v_t = self.heads.user(v_u), self.heads.target_in_context(v_tu), self.heads.target(v_t)
-            tt = info_nce(v_tu, v_t, cfg.tau) if cfg.alpha != 0 else None
-            ut = info_nce(v_u, v_t, cfg.tau) if cfg.beta != 0 else None
+            tau_tt, tau_ut = cfg.temperatures
+            # The queue only in training: validation losses stay in-batch, comparable with ln(batch).
+            queue = self.queue if self.training else None
+            tt = info_nce(v_tu, v_t, tau_tt, queue.get("tt") if queue else None) if cfg.alpha != 0 else None
+            ut = info_nce(v_u, v_t, tau_ut, queue.get("ut") if queue else None) if cfg.beta != 0 else None
+            if queue is not None:
+                queue.push("tt", v_tu)
+                queue.push("ut", v_u)
         loss = combine(nig, tt, ut, cfg.alpha, cfg.beta)
         return {"loss": loss, "nig": nig.detach(),
                 "tt": None if tt is None else tt.detach(), "ut": None if ut is None else ut.detach()}
 
     # -- files ---------------------------------------------------------------------------
+    def _extras(self) -> dict[str, torch.Tensor]:
+        out = {f"heads.{k}": v for k, v in self.heads.state_dict().items()} if self.heads is not None else {}
+        if self.queue is not None:
+            out.update({f"queue.{k}": v for k, v in self.queue.state_dict().items()})
+        return out
+
     def save(self, directory: str | Path) -> None:
-        """The PEFT adapter (+ heads file when heads are on) into ``directory``."""
+        """The adapter (LoRA) or the whole model (full) into ``directory``, plus heads and queue when on."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
         self.model.save_pretrained(str(directory))
-        if self.heads is not None:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()},
-                      str(directory / HEADS_FILE))
+        extras = self._extras()
+        if extras:
+            path = heads_file(directory)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.detach().cpu().contiguous() for k, v in extras.items()}, str(path))
 
     def load_weights(self, directory: str | Path) -> None:
-        """Adapter (+ heads) weights of a checkpoint or adapter folder into this model."""
-        from peft import set_peft_model_state_dict
+        """Weights of a checkpoint, adapter or model folder (+ heads and queue) into this model."""
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        set_peft_model_state_dict(self.model, load_file(str(directory / ADAPTER_FILE)))
+        if self.is_lora:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.model, load_file(str(directory / ADAPTER_FILE)))
+        else:
+            state = load_file(str(directory / MODEL_FILE))
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
+            # Tied output embeddings are saved once (under the input embedding's name).
+            tied = {"lm_head.weight"} if getattr(self.model.config, "tie_word_embeddings", False) else set()
+            if set(missing) - tied or unexpected:
+                raise ValueError(f"{directory / MODEL_FILE}: does not match the model "
+                                 f"(missing {sorted(set(missing) - tied)[:5]}, unexpected {sorted(unexpected)[:5]})")
         self.load_heads(directory)
 
     def load_heads(self, directory: str | Path) -> bool:
+        """Heads (and queue) saved in ``directory``, if this model has them and the file exists."""
         from safetensors.torch import load_file
 
-        path = Path(directory) / HEADS_FILE
-        if self.heads is None or not path.exists():
+        path = heads_file(Path(directory))
+        if not path.exists() or (self.heads is None and self.queue is None):
             return False
-        self.heads.load_state_dict(load_file(str(path)))
+        state = load_file(str(path))
+        if not any(k.startswith("heads.") for k in state):  # files written before the queue: heads only
+            state = {f"heads.{k}": v for k, v in state.items()}
+        if self.heads is not None:
+            self.heads.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("heads.")})
+        queued = {k[6:]: v for k, v in state.items() if k.startswith("queue.")}
+        if self.queue is not None and queued and queued["tt"].shape == self.queue.tt.shape:
+            self.queue.load_state_dict(queued)
         return True

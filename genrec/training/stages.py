@@ -1,10 +1,10 @@
-"""One fine-tuning stage end to end: data → LoRA model → CALRecTrainer → PEFT adapter.
+"""One fine-tuning stage end to end: data → model (LoRA or full) → CALRecTrainer → adapter or model folder.
 
-Stage 1 (several categories, mixed ∝ n_c^0.3) and stage 2 (``init_adapter`` = the stage-1
-adapter, one category) are the same function with different settings. A stage resumes
-automatically from the last checkpoint in ``output_dir``; an invocation may stop early on
-its step / time budget (``run_steps``, ``time_budget_s``) and the next one continues. The
-final adapter is written to ``output_dir/adapter`` only once ``max_steps`` are done.
+Stage 1 (several categories, mixed ∝ n_c^0.3) and stage 2 (stage 1's output, one category)
+are the same function with different settings. A stage resumes automatically from the last
+checkpoint in ``output_dir``; an invocation may stop early on its step / time budget
+(``run_steps``, ``time_budget_s``) and the next one continues. The final weights are written
+once ``max_steps`` are done: ``output_dir/adapter`` (LoRA) or ``output_dir/model`` (full).
 """
 
 from __future__ import annotations
@@ -29,13 +29,15 @@ from genrec.training.config import TrainConfig
 log = logging.getLogger(__name__)
 
 ADAPTER_DIR = "adapter"
+MODEL_DIR = "model"
+TUNINGS = ("lora", "full")
 METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass
 class StageResult:
     output_dir: Path
-    adapter_dir: Path | None      # set when the stage has completed max_steps
+    weights_dir: Path | None      # the final weights (adapter/ for LoRA, model/ for full), once max_steps are done
     global_step: int
     completed: bool
     metrics_path: Path
@@ -43,16 +45,20 @@ class StageResult:
     summary: str = ""             # losses of this invocation, for the console
 
 
-def choose_precision(precision: str, cuda: bool) -> tuple[torch.dtype, bool]:
+def choose_precision(precision: str, cuda: bool, tuning: str = "lora") -> tuple[torch.dtype, bool]:
     """(weights dtype, autocast bf16?) for a ``precision`` setting on this machine.
 
-    ``auto``: on CUDA fp32 weights with bf16 autocast where supported; on a CPU with native
-    bf16 kernels frozen bf16 weights with fp32 LoRA parameters (ENVIRONMENT.md: 8.3 s vs
-    12.7 s fp32 per step on an AVX-512 machine); on other CPUs fp32.
+    ``auto``: on CUDA fp32 weights with bf16 autocast where supported. On a CPU with native
+    bf16 kernels: LoRA keeps the frozen weights in bf16 with fp32 LoRA parameters
+    (ENVIRONMENT.md: 8.3 s vs 12.7 s fp32 per step on an AVX-512 machine); a full fine-tune
+    keeps fp32 master weights (AdamW updates of ~1e-4 vanish when rounded to bf16's 8 bits of
+    mantissa) and computes under bf16 autocast. Other CPUs: fp32.
     """
     if precision == "auto":
         if cuda:
             return torch.float32, torch.cuda.is_bf16_supported()
+        if tuning == "full":
+            return torch.float32, cpu_has_fast_bf16()
         return (torch.bfloat16 if cpu_has_fast_bf16() else torch.float32), False
     table = {"bf16-weights": (torch.bfloat16, False), "bf16-autocast": (torch.float32, True),
              "fp32": (torch.float32, False)}
@@ -82,21 +88,28 @@ def want_4bit(setting: str, cuda: bool) -> bool:
 
 
 def load_trainable_model(cfg: TrainConfig):
-    """(CALRecModel, tokenizer, autocast_bf16): base model + new or continued LoRA adapter."""
+    """(CALRecModel, tokenizer, autocast_bf16): base model + new or continued LoRA adapter,
+    or (``tuning: full``) the model itself with every weight trainable."""
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from genrec.model_store import resolve_model
     from genrec.training.model import CALRecModel
 
+    if cfg.tuning not in TUNINGS:
+        raise ConfigError(f"tuning {cfg.tuning!r}: choose lora or full")
+    full = cfg.tuning == "full"
+    if full and cfg.init_adapter:
+        raise ConfigError("tuning: full continues a model folder, not an adapter: set model to stage 1's "
+                          "output_dir/model and leave init_adapter empty")
     cuda = torch.cuda.is_available()
-    dtype, autocast = choose_precision(cfg.precision, cuda)
+    dtype, autocast = choose_precision(cfg.precision, cuda, cfg.tuning)
     path = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     kwargs: dict = {"dtype": dtype}
-    quant = want_4bit(cfg.load_in_4bit, cuda)
+    quant = not full and want_4bit(cfg.load_in_4bit, cuda)
     if quant:
         from transformers import BitsAndBytesConfig
 
@@ -108,7 +121,11 @@ def load_trainable_model(cfg: TrainConfig):
         from peft import prepare_model_for_kbit_training
 
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
-    if cfg.init_adapter:
+    if full:
+        model = base
+        model.config.use_cache = False
+        log.info("full fine-tuning: %.1fM trainable parameters", sum(p.numel() for p in model.parameters()) / 1e6)
+    elif cfg.init_adapter:
         adapter = Path(cfg.init_adapter)
         if not (adapter / "adapter_config.json").exists():
             raise ConfigError(f"init_adapter {adapter}: not a PEFT adapter folder (run stage 1 first?)")
@@ -120,8 +137,9 @@ def load_trainable_model(cfg: TrainConfig):
                                                 target_modules=list(cfg.lora.target_modules),
                                                 task_type="CAUSAL_LM"))
     wrapped = CALRecModel(model, cfg.loss)
-    if cfg.init_adapter and wrapped.load_heads(cfg.init_adapter):
-        log.info("projection heads continued from %s", cfg.init_adapter)
+    previous = cfg.init_adapter or (path if full and Path(path).is_dir() else None)
+    if previous and wrapped.load_heads(previous):
+        log.info("projection heads continued from %s", previous)
     return wrapped, tokenizer, autocast
 
 
@@ -219,7 +237,7 @@ def run_stage(cfg: TrainConfig, rank_fn=None) -> StageResult:
     ``output_dir/run.json`` records the settings, inputs, versions and times of the invocation."""
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    final = out / ADAPTER_DIR
+    final = out / (MODEL_DIR if cfg.tuning == "full" else ADAPTER_DIR)
     state_file = final / "genrec_stage.json"
     if state_file.exists() and json.loads(state_file.read_text()).get("global_step", -1) >= cfg.max_steps:
         log.info("%s: already complete (%d steps); nothing to do", final, cfg.max_steps)
@@ -227,13 +245,13 @@ def run_stage(cfg: TrainConfig, rank_fn=None) -> StageResult:
     (out / "train_config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     from genrec.run_record import run_record
 
-    inputs = [*cfg.datasets, cfg.init_adapter]
+    inputs = [*cfg.datasets, cfg.init_adapter, cfg.model if Path(cfg.model).is_dir() else None]
     seeds = {"seed": cfg.seed, "validation.seed": cfg.validation.seed}
     with run_record(out, cfg, inputs, seeds) as rec:
         result = _train(cfg, out, final, state_file, rank_fn)
         rec.extra.update(global_step=result.global_step, completed=result.completed,
                          train_seconds=round(result.train_seconds, 2),
-                         adapter=str(result.adapter_dir) if result.adapter_dir else None)
+                         weights=str(result.weights_dir) if result.weights_dir else None)
     return result
 
 
@@ -265,7 +283,7 @@ def _train(cfg: TrainConfig, out: Path, final: Path, state_file: Path, rank_fn) 
         state_file.write_text(json.dumps({"global_step": step, "best_checkpoint": trainer.state.best_model_checkpoint,
                                           "best_metric": trainer.state.best_metric}))
         adapter = final
-        log.info("stage complete: adapter in %s", final)
+        log.info("stage complete: %s in %s", "model" if cfg.tuning == "full" else "adapter", final)
     else:
         log.info("stopped at step %d of %d (budget); run again to continue", step, cfg.max_steps)
     progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ConsoleProgress)), None)

@@ -31,7 +31,7 @@ def make_rank_fn(splits: dict[str, Split], template: PromptTemplate, tokenizer, 
                                                                      replace=False))
         examples = [valid[i] for i in idx]
         cat = split.dataset.catalog
-        index = BM25Index.build([template.render_item(it) for it in cat])
+        index = BM25Index.build([template.render_target_item(it) for it in cat])
         prompts = [template.render_history([cat[i] for i in truncate_history(ex.history, max_history)],
                                            tokenizer, prompt_tokens) for ex in examples]
         plans.append((name, examples, index, prompts))
