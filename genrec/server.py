@@ -198,6 +198,15 @@ def make_backend(bundle: Bundle, backend: str | None = None, generator: Any = No
     from genrec.generation import resolve_backend
 
     if resolve_backend(cfg.backend) == "vllm":
+        if "cpu_binding" not in bundle.settings.generation and "cpu_binding" not in gen_overrides:
+            # The server keeps vLLM's own CPU binding (one core left to the scheduler, this
+            # process and its fallback answers), unlike offline jobs: measured with the demo
+            # bundle on this 2-core machine while another job held a core (bench/serve_load.py),
+            # binding both cores made one request alone take 4.8 s instead of 2.5 s (an OpenMP
+            # thread on the busy core stalls every step) and shed answers waited longer.
+            import dataclasses
+
+            cfg = dataclasses.replace(cfg, cpu_binding="default")
         return VLLMBackend(cfg)
     return ThreadBackend(cfg)
 
