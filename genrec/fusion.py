@@ -14,8 +14,9 @@ The weight w (and c) is chosen on the validation split (:func:`tune`, run by
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,6 +36,19 @@ class FusionSettings:
     weight: float = 1.0      # w of the generative signal; the fallback's weight is 1
     rrf_c: float = 60.0      # c of reciprocal-rank fusion
     chosen_on: str = ""      # where w (and c) were chosen, written by the tuning command
+    # "mode/method" -> {"weight", "rrf_c", "ndcg@10"}: the validation grid's best for each pair,
+    # written by ``eval/evaluate_modes.py tune_fusion=true``; used whenever that pair is asked for
+    tuned: dict = field(default_factory=dict)
+
+    def for_mode(self, mode: str, method: str | None = None) -> FusionSettings:
+        """The settings for ``mode`` fused by ``method`` (default: this one): the tuned weights
+        of that pair when there are any, else these."""
+        method = method or self.method
+        chosen = self.tuned.get(f"{mode}/{method}")
+        if chosen is None:
+            return dataclasses.replace(self, method=method)
+        return dataclasses.replace(self, method=method, weight=float(chosen["weight"]),
+                                   rrf_c=float(chosen.get("rrf_c", self.rrf_c)))
 
     def check(self) -> FusionSettings:
         if self.method not in METHODS:

@@ -34,7 +34,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -303,7 +302,7 @@ class Recommender:
         """Ground one user's QRR samples (then fuse, if asked); falls back, saying why, when
         none is usable or matches."""
         signal, reason = self._qrr_signal(samples, scores)
-        return self.finish(prepared, MODE_QRR, self.check_fusion(fusion), signal, samples, reason)
+        return self.finish(prepared, MODE_QRR, self.check_fusion(fusion, MODE_QRR), signal, samples, reason)
 
     def _qrr_signal(self, samples: Sequence[Any], scores: np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
         usable = _usable(samples)
@@ -326,16 +325,18 @@ class Recommender:
             raise RequestError(f"must be one of {', '.join(MODES)}, got {mode!r}", field="mode")
         return mode
 
-    def check_fusion(self, fusion: FusionSettings | str | None) -> FusionSettings:
-        """None: the settings' fusion; a method name: the settings' weights with that method."""
+    def check_fusion(self, fusion: FusionSettings | str | None, mode: str | None = None) -> FusionSettings:
+        """None: the settings' fusion; a method name: that method with the settings' weights
+        (the weights tuned for this mode and method when the settings hold them)."""
+        mode = self.check_mode(mode)
         if fusion is None:
-            return self.settings.fusion
+            return self.settings.fusion.for_mode(mode)
         if isinstance(fusion, str):
             from genrec.fusion import METHODS
 
             if fusion not in METHODS:
                 raise RequestError(f"must be one of {', '.join(METHODS)}, got {fusion!r}", field="fusion")
-            return dataclasses.replace(self.settings.fusion, method=fusion)
+            return self.settings.fusion.for_mode(mode, fusion)
         return fusion.check()
 
     @property
@@ -498,7 +499,7 @@ class Recommender:
         if errors not in ("raise", "return"):
             raise GenrecError(f"errors must be 'raise' or 'return', got {errors!r}")
         mode = self.check_mode(mode)
-        fusion_settings = self.check_fusion(fusion)
+        fusion_settings = self.check_fusion(fusion, mode)
         seed = self.settings.seed if seed == "default" else seed
         prepared: list[Prepared | RequestError] = []
         for h in histories:
@@ -520,7 +521,7 @@ class Recommender:
         """Answers for validated requests: the mode's signals, then :meth:`finish` per user;
         any generation failure is answered by the fallback, saying why."""
         mode = self.check_mode(mode)
-        fusion = self.check_fusion(fusion)
+        fusion = self.check_fusion(fusion, mode)
         if self.generator is None and (mode == MODE_QRR or self._constrained is None):
             return [self.fallback(p, "no generator configured") for p in live]
         try:

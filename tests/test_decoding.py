@@ -24,6 +24,17 @@ TITLES = ["Red Wool Scarf", "Red Wool Hat", "Red Wool Scarf", "X", "Red", "Blue 
 PROMPT = "Bought:\n- Blue Denim Jacket\nNext:\n"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run on one thread: on a busy 2-core machine OpenMP spin-waits made the
+    default two threads ~10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 # -- the tree ----------------------------------------------------------------------------------
 def test_trie_arrays_hand_computed():
     #   item: 0=[5,6,7] 1=[5,6] 2=[5,8] 3=[9] 4=[5,6,7] (same as 0) 5=[9,1,2] 6=[3]

@@ -64,3 +64,12 @@ def test_tune_picks_the_best_grid_point():
     assert (best.method, best.weight, best.rrf_c) == (top["method"], top["weight"], top["rrf_c"])
     weak, _ = tune(f, g, targets, grid=[FusionSettings("zsum", 0.0)])
     assert weak.weight == 0.0
+
+
+def test_tuned_weights_win_for_their_mode_and_method():
+    s = FusionSettings("zsum", weight=1.0, rrf_c=60.0,
+                       tuned={"rerank/rrf": {"weight": 4.0, "rrf_c": 10.0, "ndcg@10": 0.1}})
+    got = s.for_mode("rerank", "rrf")
+    assert (got.method, got.weight, got.rrf_c) == ("rrf", 4.0, 10.0)
+    assert (s.for_mode("rerank").method, s.for_mode("rerank").weight) == ("zsum", 1.0)  # zsum was not tuned
+    assert s.for_mode("qrr", "rrf").weight == 1.0

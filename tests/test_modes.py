@@ -36,6 +36,17 @@ TITLES = ["Red Wool Scarf", "Red Wool Hat", "Red Wool Scarf", "X", "Red", "Blue 
 COUNTS = np.array([5, 1, 9, 0, 3, 7, 2, 4, 6, 8], dtype=np.float64)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run on one thread: on a busy 2-core machine OpenMP spin-waits made the
+    default two threads ~10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> PromptTemplate:
     path = tmp_path_factory.mktemp("tpl") / "titles.yaml"
@@ -241,3 +252,40 @@ def test_server_takes_mode_and_fusion_per_request(bundle):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+# -- the modes harness -------------------------------------------------------------------------
+def test_mode_evaluation_tunes_on_valid_and_resumes(bundle, tmp_path):
+    import json
+    import shutil
+
+    from genrec.bundle import Bundle
+    from genrec.data.source import DatasetSource
+    from genrec.mode_evaluation import ModeEvalConfig, run_mode_evaluation
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle.path, copy)
+    cfg = ModeEvalConfig(dataset=DatasetSource("demo", name="electronics"), bundle=str(copy), split="valid",
+                         sample_users=4, modes=[MODE_QRR, MODE_BEAM, MODE_RERANK], fusions=["rrf"],
+                         backend="hf", batch_users=2, tune_fusion=True, bootstrap=200,
+                         output_dir=str(tmp_path / "out"))
+    result = run_mode_evaluation(cfg)
+    reports, extra = result["reports"], result["extra"]
+    assert set(reports) == {"fallback", "calrec_qrr", "calrec_constrained_beam", "calrec_rerank",
+                            "fused_qrr_rrf", "fused_constrained_beam_rrf", "fused_rerank_rrf"}
+    assert all(r["overall"]["n"] == 4 for r in reports.values())
+    beam = extra["calrec_constrained_beam"]
+    assert beam["invalid_rate"] == 0.0 and beam["duplicate_rate"] == 0.0
+    lo, hi = extra["fused_rerank_rrf"]["delta_vs_fallback_ci95"]
+    assert lo <= extra["fused_rerank_rrf"]["delta_vs_fallback"] <= hi
+    # the weights chosen on these users are in the bundle now, and the recommender uses them
+    tuned = Bundle.load(copy).settings.recommender.fusion
+    assert set(tuned.tuned) == {"qrr/rrf", "constrained_beam/rrf", "rerank/rrf"}
+    assert tuned.method == "rrf" and tuned.chosen_on.startswith("valid split, 4 users")
+    w = tuned.tuned["rerank/rrf"]
+    assert extra["fused_rerank_rrf"]["weight"] == w["weight"] == tuned.for_mode(MODE_RERANK).weight
+    # a second run reads every signal from the logs: same numbers, nothing recomputed
+    lines = {m: (tmp_path / "out" / f"signals_{m}.jsonl").read_text().count("\n") for m in cfg.modes}
+    again = run_mode_evaluation(cfg)
+    assert json.dumps(again["reports"], sort_keys=True) == json.dumps(reports, sort_keys=True)
+    assert lines == {m: (tmp_path / "out" / f"signals_{m}.jsonl").read_text().count("\n") for m in cfg.modes}
