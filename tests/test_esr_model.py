@@ -158,3 +158,22 @@ def test_sasrec_needs_no_llm_and_is_randomly_initialised():
     assert parts["distill"] == 0.0 and torch.isfinite(loss)
     with pytest.raises(ValueError, match="LLM item embeddings"):
         DualViewModel(ESRConfig(), N_ITEMS, None)
+
+
+def test_feed_forward_width_and_activation_are_settings():
+    from torch import nn
+
+    from genrec.esr.sasrec import build_sasrec
+
+    paper = DualViewModel(ESRConfig.sasrec(hidden=16, heads=2), N_ITEMS, None)
+    ffn = paper.encoder.layers[0].ffn
+    assert (ffn[0].in_features, ffn[0].out_features, ffn[3].out_features) == (16, 16, 16)
+    assert isinstance(ffn[1], nn.ReLU)
+    recbole = build_sasrec(ESRConfig(hidden=16, heads=2, ffn=64, activation="gelu"), N_ITEMS)
+    ffn = recbole.encoder.layers[1].ffn
+    assert (ffn[0].in_features, ffn[0].out_features, ffn[3].in_features, ffn[3].out_features) == (16, 64, 64, 16)
+    assert isinstance(ffn[1], nn.GELU)
+    assert sum(p.numel() for p in recbole.parameters()) - sum(p.numel() for p in paper.parameters()) == \
+        2 * ((16 * 64 + 64) + (64 * 16 + 16) - 2 * (16 * 16 + 16))  # per layer: both linears, weights + biases
+    with pytest.raises(ValueError, match="activation"):
+        ESRConfig(activation="tanh")

@@ -52,6 +52,8 @@ class ESRConfig:
     heads: int = 1  # attention heads
     dropout: float = 0.5  # dropout on embeddings, attention and feed-forward
     max_len: int = 200  # newest items of a history the model reads
+    ffn: int = 0  # feed-forward width of a block (0 = hidden, the paper's; RecBole's SASRec: 4 x hidden)
+    activation: str = "relu"  # relu (the paper's) | gelu (RecBole's)
     views: str = "both"  # both | semantic | collaborative
     cross_attention: bool = True  # sequence-level fusion of the two views (LLM-ESR)
     shared_encoder: bool = True  # one SASRec encoder for both views (the paper's)
@@ -66,6 +68,8 @@ class ESRConfig:
             raise ValueError(f"views must be one of {VIEWS}, got {self.views!r}")
         if self.co_init not in ("pca", "random"):
             raise ValueError(f"co_init must be 'pca' or 'random', got {self.co_init!r}")
+        if self.activation not in ("relu", "gelu"):
+            raise ValueError(f"activation must be 'relu' or 'gelu', got {self.activation!r}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
 
@@ -165,9 +169,9 @@ class DualViewModel(FallbackModel):
         if cfg.uses_cross_attention:
             self.se_over_co = Attention(d, cfg.heads, cfg.dropout)
             self.co_over_se = Attention(d, cfg.heads, cfg.dropout)
-        self.encoder = SequenceEncoder(d, cfg.layers, cfg.heads, cfg.dropout)
+        self.encoder = SequenceEncoder(d, cfg.layers, cfg.heads, cfg.dropout, cfg.ffn, cfg.activation)
         if cfg.views == "both" and not cfg.shared_encoder:
-            self.encoder_co = SequenceEncoder(d, cfg.layers, cfg.heads, cfg.dropout)
+            self.encoder_co = SequenceEncoder(d, cfg.layers, cfg.heads, cfg.dropout, cfg.ffn, cfg.activation)
         self._init_weights()
         if cfg.uses_collaborative and cfg.co_init == "pca":
             with torch.no_grad():

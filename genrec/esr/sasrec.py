@@ -49,16 +49,24 @@ class Attention(nn.Module):
         return self.o(out.transpose(1, 2).reshape(b, lq, d))
 
 
-class EncoderLayer(nn.Module):
-    """SASRec block: pre-norm self-attention with residual, then a point-wise feed-forward."""
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
-    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+
+class EncoderLayer(nn.Module):
+    """SASRec block: pre-norm self-attention with residual, then a point-wise feed-forward.
+
+    The feed-forward is ``hidden -> ffn -> hidden``: the paper's is ``ffn = hidden`` with ReLU,
+    RecBole's default 4 x hidden (256) with GELU.
+    """
+
+    def __init__(self, hidden: int, heads: int, dropout: float, ffn: int = 0, activation: str = "relu") -> None:
         super().__init__()
+        inner = ffn or hidden
         self.attn_norm = nn.LayerNorm(hidden, eps=1e-8)
         self.attn = Attention(hidden, heads, dropout)
         self.ffn_norm = nn.LayerNorm(hidden, eps=1e-8)
-        self.ffn = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, hidden), nn.Dropout(dropout))
+        self.ffn = nn.Sequential(nn.Linear(hidden, inner), ACTIVATIONS[activation](), nn.Dropout(dropout),
+                                 nn.Linear(inner, hidden), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         q = self.attn_norm(x)
@@ -71,9 +79,10 @@ class EncoderLayer(nn.Module):
 class SequenceEncoder(nn.Module):
     """A stack of SASRec blocks with a final LayerNorm (causal, padding never attended)."""
 
-    def __init__(self, hidden: int, layers: int, heads: int, dropout: float) -> None:
+    def __init__(self, hidden: int, layers: int, heads: int, dropout: float, ffn: int = 0,
+                 activation: str = "relu") -> None:
         super().__init__()
-        self.layers = nn.ModuleList(EncoderLayer(hidden, heads, dropout) for _ in range(layers))
+        self.layers = nn.ModuleList(EncoderLayer(hidden, heads, dropout, ffn, activation) for _ in range(layers))
         self.norm = nn.LayerNorm(hidden, eps=1e-8)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -97,15 +106,17 @@ def attention_mask(seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def sasrec_config(hidden: int = 64, layers: int = 2, heads: int = 1, dropout: float = 0.5,
-                  max_len: int = 200) -> ESRConfig:
+                  max_len: int = 200, ffn: int = 0, activation: str = "relu") -> ESRConfig:
     """SASRec's settings as an :class:`~genrec.esr.llmesr.ESRConfig` (IDs only)."""
     from genrec.esr.llmesr import ESRConfig
 
-    return ESRConfig.sasrec(hidden=hidden, layers=layers, heads=heads, dropout=dropout, max_len=max_len)
+    return ESRConfig.sasrec(hidden=hidden, layers=layers, heads=heads, dropout=dropout, max_len=max_len,
+                            ffn=ffn, activation=activation)
 
 
 def build_sasrec(cfg: ESRConfig, num_items: int) -> DualViewModel:
     """SASRec with the backbone settings of ``cfg`` (its LLM-ESR switches are ignored)."""
     from genrec.esr.llmesr import DualViewModel
 
-    return DualViewModel(sasrec_config(cfg.hidden, cfg.layers, cfg.heads, cfg.dropout, cfg.max_len), num_items)
+    return DualViewModel(sasrec_config(cfg.hidden, cfg.layers, cfg.heads, cfg.dropout, cfg.max_len, cfg.ffn,
+                                       cfg.activation), num_items)
