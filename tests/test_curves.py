@@ -39,6 +39,17 @@ def test_resumed_steps_keep_the_last_record_and_windows_average_exactly(tmp_path
     assert "| s1 | 10 | 1.500 | 1.600 | 0.700 | 0.800 | 0.250 |" in md
 
 
+def test_chance_levels_come_from_the_saved_settings(tmp_path):
+    import math
+
+    _write(tmp_path / "metrics.jsonl", [{"step": 1, "loss": 1.0, "tt": 3.0}])
+    assert read_stage_log(tmp_path).chance() is None  # no train_config.yaml: unknown
+    (tmp_path / "train_config.yaml").write_text(
+        "batch_size: 8\nloss: {queue_size: 56}\nvalidation: {batch_size: 4}\n", encoding="utf-8")
+    log = read_stage_log(tmp_path)
+    assert log.negatives == (64, 4) and log.chance() == (math.log(64), math.log(4))
+
+
 def test_a_bad_line_inside_the_log_is_named(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 5, "loss": 1}\nnot json\n{"step": 10, "loss": 1}\n')
     with pytest.raises(DataError, match=r"metrics.jsonl, line 2"):

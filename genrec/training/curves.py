@@ -28,6 +28,11 @@ class StageLog:
     name: str
     train: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
+    negatives: tuple[int, int] | None = None  # (training, validation) InfoNCE candidates per row, when known
+
+    def chance(self) -> tuple[float, float] | None:
+        """ln of the candidates an InfoNCE term picks among (training with the queue, validation in-batch)."""
+        return None if self.negatives is None else (math.log(self.negatives[0]), math.log(self.negatives[1]))
 
     @property
     def wall_s(self) -> float:
@@ -51,7 +56,21 @@ def read_stage_log(run_dir: str | Path, name: str | None = None) -> StageLog:
             evals.setdefault(row["step"], {}).update(row)  # loss and ranking are logged apart
         elif "loss" in row:
             train[row["step"]] = row
-    return StageLog(name or run_dir.name, [train[s] for s in sorted(train)], [evals[s] for s in sorted(evals)])
+    return StageLog(name or run_dir.name, [train[s] for s in sorted(train)], [evals[s] for s in sorted(evals)],
+                    _negatives(path.parent / "train_config.yaml"))
+
+
+def _negatives(config: Path) -> tuple[int, int] | None:
+    """(batch + queue, validation batch) from the stage's saved settings, if it has them."""
+    import yaml
+
+    if not config.exists():
+        return None
+    cfg = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    batch = int(cfg.get("batch_size", 0))
+    queue = int((cfg.get("loss") or {}).get("queue_size", 0) or 0)
+    valid = int((cfg.get("validation") or {}).get("batch_size", 0))
+    return (batch + queue, valid) if batch and valid else None
 
 
 def windowed_means(rows: list[dict], window: int, keys: tuple[str, ...] = TRAIN_KEYS) -> list[dict]:
@@ -93,24 +112,36 @@ def curves_markdown(stages: list[StageLog], window: int) -> str:
 
 
 def plot_curves(stages: list[StageLog], path: str | Path) -> None:
-    """NIG, TT and UT against the global step, stages drawn one after another."""
+    """L_NIG, L_TT, L_UT (training lines, validation markers, chance levels dashed) and validation
+    NDCG@10 against the global step, stages drawn one after another."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharex=True)
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), sharex=True)
     offset = 0
     for st in stages:
         steps = [r["step"] + offset for r in st.train]
         for ax, key in zip(axes, ("nig", "tt", "ut")):
-            ax.plot(steps, [r.get(key) for r in st.train], label=st.name, lw=1)
+            line, = ax.plot(steps, [r.get(key) for r in st.train], label=f"{st.name} (train)", lw=1)
+            points = [(r["step"] + offset, r[f"eval_{key}"]) for r in st.evals if r.get(f"eval_{key}") is not None]
+            if points:
+                ax.plot(*zip(*points), "o", color=line.get_color(), label=f"{st.name} (validation)")
+            chance = st.chance()
+            if chance and key != "nig" and steps:
+                ax.hlines(chance, steps[0], steps[-1], colors=line.get_color(), linestyles=["--", ":"], lw=0.8)
+        ranked = [(r["step"] + offset, r["eval_ndcg@10"]) for r in st.evals if r.get("eval_ndcg@10") is not None]
+        if ranked:
+            axes[3].plot(*zip(*ranked), "o-", label=st.name)
         offset = steps[-1] if steps else offset
-    for ax, title in zip(axes, ("L_NIG (target tokens)", "L_TT (InfoNCE)", "L_UT (InfoNCE)")):
-        ax.set_title(title)
+    titles = ("L_NIG (target tokens)", "L_TT (InfoNCE; dashed: chance, train -- / valid ..)",
+              "L_UT (InfoNCE; dashed: chance)", "validation NDCG@10 (QRR)")
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("step (stages in sequence)")
         ax.grid(alpha=0.3)
-    axes[0].legend()
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
