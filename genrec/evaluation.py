@@ -144,6 +144,7 @@ class GenerativeRanker:
         in flight (the log is flushed per user, fsynced at least every 2 s)."""
         from genrec.generation.streaming import stream_samples
 
+        _drop_partial_line(self.log_path)
         done = self.done()
         todo = [e for e in examples if e.user not in done]
         started = time.time()
@@ -172,6 +173,18 @@ class GenerativeRanker:
         opt = np.array([done[e.user]["opt"] for e in examples], dtype=np.int64)
         pes = np.array([done[e.user]["pes"] for e in examples], dtype=np.int64)
         return opt, pes, elapsed
+
+
+def _drop_partial_line(path: Path) -> None:
+    """A kill while a line was being written leaves it without its newline: cut it off, so the
+    next row starts on a line of its own (that user is redone)."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
 
 
 class _NoStream:

@@ -57,3 +57,47 @@ def test_unknown_method_and_missing_model_are_clear(tmp_path):
         run_evaluation(EvalConfig(methods=["bogus"], output_dir=str(tmp_path)), split=tiny_split())
     with pytest.raises(ConfigError, match="model_dirs.sasrec"):
         run_evaluation(EvalConfig(methods=["sasrec"], output_dir=str(tmp_path)), split=tiny_split())
+
+
+def test_generative_ranker_streams_logs_each_user_and_resumes(tmp_path):
+    """The calrec path's loop (GenerativeRanker.run) with a stand-in LLM that streams users back
+    last-first and 'writes' Gold Ring: ranks by hand, one log row per user, resume after a cut."""
+    from genrec.bundle import item_texts
+    from genrec.esr import PopularityScorer
+    from genrec.evaluation import GenerativeEvalSettings, GenerativeRanker
+    from genrec.generation.base import Sample
+    from genrec.grounding import BM25Index
+    from genrec.prompting import PromptTemplate
+    from genrec.recommender import Recommender, RecommenderSettings
+
+    class Streams:
+        def __init__(self):
+            self.streams = []
+
+        def generate_stream(self, prompts, n=None, seed=None, window=64):
+            self.streams.append(len(prompts))
+            for i in reversed(range(len(prompts))):
+                yield i, [Sample("Gold Ring", -1.0), Sample("Gold Ring", -2.0)]
+
+    names = ["Red Hat", "Blue Shoe", "Green Scarf", "Gray Glove", "Pink Sock", "Gold Ring"]
+    catalog = Catalog(Item(str(i), name) for i, name in enumerate(names))
+    t = PromptTemplate.load("calrec")
+    gen = Streams()
+    ranker = GenerativeRanker.__new__(GenerativeRanker)  # the bundle loading is not under test
+    ranker.recommender = Recommender(catalog, BM25Index.build(item_texts(catalog, t)), t, gen,
+                                     PopularityScorer(np.ones(6)), RecommenderSettings(n_gen=2, n_preds=2))
+    ranker.settings = GenerativeEvalSettings(bundle="unused")
+    ranker.log_path = tmp_path / "ranks_calrec.jsonl"
+    split = tiny_split()
+    # u1: history (0,1,0,2) -> target 0; u2: (0,3,0,4) -> 5; u3: (2,1,0,3) -> 1. Only item 5 scores > 0.
+    ranker.log_path.write_text(json.dumps({"user": "u2", "target": 5, "opt": 7, "pes": 7}) + "\n"
+                               + '{"user": "u1", "tar')  # u2 logged before, u1 cut by a kill
+    opt, pes, _ = ranker.run(split.test, mask_history=True)
+    assert gen.streams == [2]  # u1 and u3 only, one stream
+    # u1: candidates 0,3,4,5 (1,2 masked): 5 above, 0 tied with 3,4 -> opt 2, pes 4
+    # u3: candidates 1,4,5 (0,2,3 masked): 5 above, 1 tied with 4 -> opt 2, pes 3; u2 from the log
+    assert opt.tolist() == [2, 7, 2] and pes.tolist() == [4, 7, 3]
+    rows = [json.loads(line) for line in ranker.log_path.read_text().splitlines()]
+    assert [r["user"] for r in rows] == ["u2", "u3", "u1"]  # the order they finished in
+    assert rows[1]["samples"] == [["Gold Ring", -1.0], ["Gold Ring", -2.0]]
+    assert ranker.run(split.test, mask_history=True)[0].tolist() == [2, 7, 2] and gen.streams == [2, 0]

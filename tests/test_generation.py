@@ -261,3 +261,12 @@ def test_cpu_binding_all_sets_every_core_and_default_undoes_only_its_own(monkeyp
     assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "nobind" and "VLLM_CPU_NUM_OF_RESERVED_CPU" not in os.environ
     with pytest.raises(ConfigError, match="cpu_binding"):
         vb.apply_cpu_binding("half")
+
+
+def test_auto_cpu_binding_takes_every_core_only_on_an_idle_machine():
+    from genrec.generation.vllm_backend import resolve_cpu_binding
+
+    assert resolve_cpu_binding("auto", load=0.2) == "all"
+    assert resolve_cpu_binding("auto", load=0.5) == "default"  # another job's worth of load: keep vLLM's
+    assert resolve_cpu_binding("auto", load=3.0) == "default"
+    assert resolve_cpu_binding("all", load=3.0) == "all" and resolve_cpu_binding("default", load=0.0) == "default"

