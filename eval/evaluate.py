@@ -3,7 +3,10 @@
     python eval/evaluate.py --config eval/configs/scientific.yaml [key=value ...]
 
 Writes results.json, results.md and ndcg_by_group.png to ``output_dir`` and prints the table.
-The CALRec path resumes from its per-user log after a kill: run the same command again.
+The CALRec path streams every sampled user through one vLLM engine (``generative.window`` users
+inside it at once; ``generative.stream=false`` feeds ``generative.batch_users`` at a time as
+before), grounding and logging each user as it finishes, so it resumes from its per-user log
+after a kill: run the same command again.
 """
 
 from __future__ import annotations
