@@ -19,8 +19,8 @@ counted. Measured in one run:
   (auto = bf16 on this CPU's native bf16 kernels), every prompt through
   :meth:`VLLMGenerator.generate_stream` (a window of prompts in the engine, each user grounded as
   it finishes while the engine keeps generating);
-- **matmul reference**: the best of a few fp32 (and, for context, bf16) square matmuls through
-  torch on every core, timed while no engine runs.
+- **matmul reference**: fp32 (and, for context, bf16) 2048² matmuls through torch on every core,
+  timed while no engine runs (before each path and after the last; the best rate is used).
 
 ``speedup_vs_batch8`` = users/s of stream over batch8. ``flops_utilisation`` = the stream's model
 FLOP/s (2 × parameters × tokens processed per second; tokens processed = each prompt's tokens
@@ -156,13 +156,18 @@ def main() -> None:
 
     mc = AutoConfig.from_pretrained(model)
     params = _count_params(mc)
-    ref = {"float32": matmul_gflops("float32"), "bfloat16": matmul_gflops("bfloat16")}
+    # The reference is taken before each path and after the last (no engine running), and the
+    # best of the three kept: on a shared CPU a single measurement may land in a busy moment,
+    # and the best rate is the one that makes the utilisation the least flattering.
+    refs = [{"float32": matmul_gflops("float32"), "bfloat16": matmul_gflops("bfloat16")}]
     load_ref = os.getloadavg()[0]
     cfg = GenerationConfig(model=model, n=n, max_new_tokens=max_new, max_model_len=1024, seed=0)
 
     rows = {}
     for label, binding, dt, runner in (("batch8", "default", args.baseline_dtype, run_batch8),
                                        ("stream", args.stream_binding, dtype, run_stream)):
+        if label == "stream":
+            refs.append({"float32": matmul_gflops("float32"), "bfloat16": matmul_gflops("bfloat16")})
         load_before = os.getloadavg()[0]
         gen, start_s = engine(cfg, binding, dt)
         binding = gen.cpu_binding
@@ -177,6 +182,8 @@ def main() -> None:
         rows[label] = {"binding": binding, "dtype": dt, "start_s": start_s, "seconds": seconds, "load": load_before,
                        "users_per_s": users / seconds, "gen_tokens": gen_tokens, "processed_tokens": processed,
                        "model_gflops": 2 * params * processed / seconds / 1e9, "cache": cached}
+    refs.append({"float32": matmul_gflops("float32"), "bfloat16": matmul_gflops("bfloat16")})
+    ref = {k: max(r[k] for r in refs) for k in ("float32", "bfloat16")}
     b, s = rows["batch8"], rows["stream"]
     speedup = s["users_per_s"] / b["users_per_s"]
     util = s["model_gflops"] / ref["float32"]
@@ -189,9 +196,10 @@ def main() -> None:
     for label, r in rows.items():
         print(f"{label:<8} {r['binding']:<8} {r['dtype']:<9} {r['load']:>5.1f} {r['start_s']:>8.1f} {r['seconds']:>8.2f} "
               f"{r['users_per_s']:>8.3f} {1 / r['users_per_s']:>7.2f} {r['gen_tokens']:>8d} {r['model_gflops']:>8.1f}")
-    print(f"matmul reference (2048², every core, load {load_ref:.1f}): fp32 {ref['float32']:.1f} GFLOP/s, "
-          f"bf16 {ref['bfloat16']:.1f} GFLOP/s  (load = 1-minute load average of this 2-core machine, other jobs "
-          "included)")
+    each = ", ".join(f"{r['float32']:.0f}" for r in refs)
+    print(f"matmul reference (2048², every core, best of 3, load {load_ref:.1f} at the first): fp32 "
+          f"{ref['float32']:.1f} GFLOP/s ({each}), bf16 {ref['bfloat16']:.1f} "
+          "GFLOP/s  (load = 1-minute load average of this 2-core machine, other jobs included)")
     if s["cache"]["prompts"]:
         print(f"prefix cache (stream): {s['cache']['cached_prompt_tokens']} of {s['cache']['prompt_tokens']} prompt "
               "tokens of each prompt's last request were cached")

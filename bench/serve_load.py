@@ -165,8 +165,20 @@ def metric(text: str, name: str) -> float:
                if line.startswith(name + " ") or line.startswith(name + "{"))
 
 
+def _die_with_parent() -> None:
+    """In the server's process (Linux): SIGTERM when this bench process dies, even by SIGKILL,
+    so no server outlives the bench."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class Server:
-    """``inference/serve.py`` in its own process group; ``stop`` ends the whole group."""
+    """``inference/serve.py`` in its own process group; ``stop`` ends the whole group (and the
+    server gets SIGTERM if this process dies without running ``stop``)."""
 
     def __init__(self, bundle: Path, port: int, log_dir: Path, extra: list[str]) -> None:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
@@ -176,7 +188,7 @@ class Server:
             self.proc = subprocess.Popen(
                 [sys.executable, str(REPO / "inference" / "serve.py"), f"bundle={bundle}", f"port={port}",
                  "host=127.0.0.1", "log_level=warning", f"log_dir={log_dir}", *extra],
-                stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=_die_with_parent)
 
     def wait_healthy(self, timeout: float) -> dict:
         import httpx
