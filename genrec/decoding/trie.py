@@ -4,8 +4,8 @@ Why arrays: a million items of ~30 tokens as nested dicts of Python objects woul
 gigabytes and minutes to build; here the tree is four int32 arrays built with a handful of
 vectorised passes (one per depth), saved as one ``.npz`` beside the bundle and memory-mapped
 back (bench/decoding.py: 1M items of ~25-50 tokens → 3.1M nodes, 41 MB, built in 12 s on a
-shared 2-core CPU; the build briefly holds an [items, depth] int64 matrix). Nodes are numbered breadth-first with the children of a node contiguous and sorted by
-token, so node ``v``'s children are the nodes ``first_child[v] .. first_child[v+1]-1`` and
+shared 2-core CPU; the build briefly holds an [items, depth] int64 matrix). Nodes are numbered
+breadth-first with the children of a node contiguous and sorted by token, so node ``v``'s children are the nodes ``first_child[v] .. first_child[v+1]-1`` and
 their tokens ``token[first_child[v]:first_child[v+1]]`` (node 0 is the root; ``token[0]`` is
 unused). Items end at nodes: ``item_ptr[v] .. item_ptr[v+1]`` indexes ``items``, the catalog
 indices whose target text is exactly the path to ``v`` (several when texts are identical:
