@@ -318,6 +318,7 @@ def main() -> None:
         "fivexx": fivexx, "generative_answers": len(generative), "generative_goodput_per_s": round(goodput, 4),
         "single_client_per_s": round(single_per_s, 4), "goodput_ratio": round(ratio, 3),
         "fallback_p99_ms": None if fb is None else round(fb, 1), "admitted_p99_ms": None if ad is None else round(ad, 1),
+        "admitted_max_ms": round(max(r["ms"] for r in admitted), 1) if admitted else None,
         "budget_ms": budget_ms, "requests": n_req, "clients": args.clients, "answered_200": len(ok),
         "admitted": len(admitted), "shed": len(shed), "aborted": len(aborted),
         "metrics_admitted": metric(metrics_text, "genrec_admitted_total"),

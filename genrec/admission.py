@@ -39,7 +39,7 @@ class AdmissionSettings:
     headroom: float = 0.8        # admit when the predicted time is at most this share of the time left
     smoothing: float = 0.3       # weight of a new measurement in the running estimates (0 < s <= 1)
     max_in_flight: int = 32      # hard cap on admitted requests in the engine at once
-    reserve_ms: float = 50.0     # kept from the budget to answer from the fallback after an abort
+    reserve_ms: float = 200.0    # kept from the budget to abort and answer from the fallback (~50 ms p99 loaded)
     warmup_requests: int = 2     # generations at start-up; the last one's latency seeds solo and rate
 
     def validate(self) -> AdmissionSettings:
