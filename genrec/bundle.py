@@ -78,7 +78,8 @@ class DecodingSettings:
     the installed vLLM supports). Constrained sampling runs on transformers, or on a vLLM
     generator through its per-request logits processor when ``constrained_sample_backend`` is
     ``vllm`` (the engine is then started with that processor registered). Reranking runs on
-    the main generator (vLLM: ``prompt_logprobs``; transformers: one forward pass).
+    transformers too: the prompt's KV cache is shared by the M candidates, which vLLM's
+    ``prompt_logprobs`` requests cannot do (they skip the prefix cache).
     """
 
     beam_backend: str = "hf"                # hf (the only one that can)

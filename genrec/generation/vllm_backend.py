@@ -262,23 +262,18 @@ class VLLMGenerator(_Common):
     # -- decoding onto the catalog (genrec.decoding; issue #12) ----------------------------
     def supports(self, method: str) -> bool:
         """Constrained sampling needs the engine started with genrec's tree logits processor
-        (genrec.decoding.vllm_trie); beam search inside the tree is not offered here."""
+        (genrec.decoding.vllm_trie); beam search inside the tree and reranking are not offered
+        here (reranking: vLLM recomputes the prompt for every candidate, see vllm_trie)."""
         if method == "constrained_sample":
             from genrec.decoding.vllm_trie import PROCESSOR
 
             return PROCESSOR in (self.cfg.vllm_kwargs.get("logits_processors") or [])
-        return method == "score_candidates"
+        return False
 
     def constrained_sample(self, prompts: list[str], trie, n: int | None = None, seed: int | None = None) -> list:
         from genrec.decoding.vllm_trie import constrained_sample
 
         return constrained_sample(self, prompts, trie, n)
-
-    def score_candidates(self, prompt: str, continuations: list[list[int]]) -> list[float]:
-        """s of each continuation after one prompt in one batch (``prompt_logprobs``; the
-        shared prompt is computed once where prefix caching is on)."""
-        prompt_ids = self.tokenizer(prompt).input_ids
-        return self._score_token_lists([(list(prompt_ids), list(c)) for c in continuations])
 
     def shutdown(self) -> None:
         """Stop the engine processes now (they also stop when the generator is collected)."""
