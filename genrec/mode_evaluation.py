@@ -58,6 +58,7 @@ class ModeEvalConfig:
     max_new_tokens: int | None = None   # token budget override
     rerank_m: int | None = None         # M override
     batch_users: int = 8                # users per generation call (and per log flush)
+    threads: int | None = None          # torch threads of the transformers modes (1 is steadier on a busy CPU)
     tune_fusion: bool = False           # choose fusion weights on these users and store them in the bundle
     bootstrap: int = 2000               # resamples of the 95% interval of fused - fallback
     output_dir: str = "runs/modes"      # signals_*.jsonl, results.json, results.md, run.json
@@ -168,6 +169,10 @@ def run_mode_evaluation(cfg: ModeEvalConfig) -> dict:
         raise ConfigError(f"split must be 'valid' or 'test', got {cfg.split!r}")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     with run_record(out, cfg, [cfg.dataset, cfg.bundle], {"seed": cfg.seed}) as record:
         split = leave_one_out(cfg.dataset.load())
         n_items = len(split.dataset.catalog)
@@ -273,7 +278,10 @@ def _write_ledger(cfg: ModeEvalConfig, result: dict) -> None:
     from genrec.ledger import entry_from_reports, update_ledger
 
     dataset = cfg.ledger_dataset or result["dataset"]
-    command = "python eval/evaluate_modes.py " + (f"output_dir={cfg.output_dir}")
+    import sys
+
+    argv = sys.argv if sys.argv and sys.argv[0].endswith("evaluate_modes.py") else ["eval/evaluate_modes.py"]
+    command = "python " + " ".join(argv)
     reports, extra = result["reports"], result["extra"]
     names = {"calrec_qrr": "calrec_qrr", "calrec_constrained_beam": "calrec_constrained",
              "calrec_constrained_sample": "calrec_constrained_sample", "calrec_rerank": "calrec_rerank"}

@@ -195,8 +195,8 @@ def bundle(tmp_path_factory, tokenizer):
     LlamaForCausalLM(LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
                                  vocab_size=len(tokenizer))).save_pretrained(tmp / "model")
     tokenizer.save_pretrained(tmp / "model")
-    settings = BundleSettings(recommender=RecommenderSettings(template="calrec_compact", n_gen=2, k=5, rerank_m=8),
-                              generation={"backend": "hf", "max_new_tokens": 48, "dtype": "float32"})
+    settings = BundleSettings(recommender=RecommenderSettings(template="calrec_short", n_gen=2, k=5, rerank_m=8),
+                              generation={"backend": "hf", "max_new_tokens": 32, "dtype": "float32"})
     out = write_bundle(BundleConfig(out=str(tmp / "b"), dataset=DatasetSource("demo", name="electronics"),
                                     model=str(tmp / "model"), settings=settings))
     return Bundle.load(out)
@@ -211,6 +211,9 @@ def test_bundle_holds_the_tree(bundle, tokenizer):
     for i in (0, 17, len(bundle.catalog) - 1):
         ids = tokenizer(bundle.template.render_target(bundle.catalog[i]), add_special_tokens=False).input_ids
         assert i in bundle.trie.lookup(ids).tolist()
+    # the tree follows the template's target: calrec_short's model writes "- <title>\n" only
+    title_only = tokenizer(f"- {bundle.catalog[0].title}\n", add_special_tokens=False).input_ids
+    assert 0 in bundle.trie.lookup(title_only).tolist()
 
 
 def test_bundle_recommender_runs_every_mode(bundle):
@@ -286,6 +289,15 @@ def test_mode_evaluation_tunes_on_valid_and_resumes(bundle, tmp_path):
     assert extra["fused_rerank_rrf"]["weight"] == w["weight"] == tuned.for_mode(MODE_RERANK).weight
     # a second run reads every signal from the logs: same numbers, nothing recomputed
     lines = {m: (tmp_path / "out" / f"signals_{m}.jsonl").read_text().count("\n") for m in cfg.modes}
+    cfg.ledger, cfg.ledger_dataset = str(tmp_path / "summary.json"), "demo"
     again = run_mode_evaluation(cfg)
     assert json.dumps(again["reports"], sort_keys=True) == json.dumps(reports, sort_keys=True)
     assert lines == {m: (tmp_path / "out" / f"signals_{m}.jsonl").read_text().count("\n") for m in cfg.modes}
+    # the ledger rows the issue names
+    ledger = json.loads((tmp_path / "summary.json").read_text())["demo"]
+    assert set(ledger) == {"calrec_qrr", "calrec_constrained", "calrec_rerank", "fused"}
+    assert ledger["calrec_constrained"]["invalid_rate"] == 0.0 == ledger["calrec_constrained"]["duplicate_rate"]
+    assert all(e["n_users"] == 4 for e in ledger.values())
+    fused = ledger["fused"]
+    assert fused["fallback_ndcg@10"] == round(reports["fallback"]["overall"]["opt"]["ndcg@10"], 6)
+    assert len(fused["delta_vs_fallback_ci95"]) == 2 and fused["fused"].startswith("fused_")
