@@ -189,9 +189,17 @@ def run_mode_evaluation(cfg: ModeEvalConfig) -> dict:
         rec = bundle.recommender(backend=cfg.backend, settings=settings, **overrides)
         paths = None
         logs: dict[str, list[dict]] = {}
+        tree_info: dict = {}
         for mode in cfg.modes:
             if mode in (MODE_BEAM, MODE_SAMPLE) and paths is None:
                 paths = target_paths(rec)
+                budget = int(rec.decoder("constrained_beam").cfg.max_new_tokens)
+                lengths = np.array([len(p) for p, items in paths.items() for _ in items])
+                tree_info = {"depth": int(lengths.max()), "max_new_tokens": budget,
+                             "items_within_budget": round(float(np.mean(lengths <= budget)), 4)}
+                if tree_info["items_within_budget"] < 1.0:
+                    console.say(f"  note: {1 - tree_info['items_within_budget']:.1%} of the items' target texts are "
+                                f"longer than max_new_tokens={budget}: constrained decoding cannot reach them")
             done = collect(rec, examples, mode, _log_path(out, mode), settings.seed, cfg.batch_users,
                            cfg.mask_history, paths if mode in (MODE_BEAM, MODE_SAMPLE) else None)
             logs[mode] = [done[e.user] for e in examples]
@@ -241,6 +249,8 @@ def run_mode_evaluation(cfg: ModeEvalConfig) -> dict:
                                "fallback_ndcg@10": round(float(per_user["fallback"].mean()), 6)}
         if cfg.tune_fusion and tuned:
             _store_tuned(bundle.path / SETTINGS, tuned, f"{cfg.split} split, {len(examples)} users (seed {cfg.seed})")
+        if tree_info:
+            extra["tree"] = tree_info
         result = {"dataset": split.dataset.name, "split": cfg.split, "mask_history": cfg.mask_history,
                   "catalog_size": n_items, "n_users": len(examples), "bundle": cfg.bundle,
                   "n_gen": settings.n_gen, "rerank_m": settings.rerank_m, "reports": reports, "extra": extra,
@@ -302,9 +312,10 @@ def results_markdown(result: dict) -> str:
     lines = [f"## {result['dataset']} — {result['split']} split, {result['n_users']} sampled users, full ranking "
              f"over {result['catalog_size']} items, history {'masked' if result['mask_history'] else 'not masked'}, "
              f"N_gen {result['n_gen']}, rerank M {result['rerank_m']}", "", format_table(reports), "",
+             *([f"Prefix tree: {extra['tree']}", ""] if "tree" in extra else []),
              "NDCG@10 (opt / pes) by group:", "", format_group_table(reports), ""]
     for name, info in extra.items():
-        if name == "grids":
+        if name in ("grids", "tree"):
             continue
         shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in info.items()}
         lines.append(f"- {name}: {shown}")

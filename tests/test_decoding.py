@@ -188,3 +188,17 @@ def test_rerank_scores_equal_single_forward_passes(generator, catalog, template)
     cands = list(exact)
     got = generator.score_candidates(PROMPT, [list(c) for c in cands])
     assert got == pytest.approx([exact[c] for c in cands], abs=1e-4)
+
+
+def test_batched_beam_search_equals_one_prompt_at_a_time(generator, trie):
+    from genrec.decoding.constrained import HFBatchStepper, beam_search_many
+
+    prompts = [PROMPT, "Bought:\n- X\nNext:\n", "Bought:\n- Red Wool Hat\n- Blue\n- Red Wool Scarf\nNext:\n"]
+    ids = [generator.prompt_ids(p) for p in prompts]
+    assert len({len(i) for i in ids}) == 3  # different lengths: left padding is exercised
+    for width in (1, 3):
+        batched = beam_search_many(HFBatchStepper(generator.model), trie, ids, width, 12)
+        for one, got in zip(ids, batched):
+            alone = beam_search(HFStepper(generator.model), trie, one, width, 12)
+            assert [d.token_ids for d in got] == [d.token_ids for d in alone]
+            assert [d.score for d in got] == pytest.approx([d.score for d in alone], abs=1e-4)

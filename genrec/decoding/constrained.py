@@ -135,6 +135,100 @@ def beam_search(stepper: Stepper, trie: ItemTrie, prompt_ids: Sequence[int], wid
     return [Decoded(tuple(int(i) for i in trie.items_at(node)), score, toks) for score, node, toks in finished]
 
 
+class HFBatchStepper:
+    """Several prompts at once over a transformers causal LM: prompts left-padded into one
+    prefill, then one token per row, each row keeping its prompt's padding mask and its own
+    positions. Rows of every prompt share each forward pass, so the matrix products see many
+    rows at a time (what makes batching users pay on a CPU)."""
+
+    def __init__(self, model, pad_id: int = 0) -> None:
+        self.model, self.pad_id = model, pad_id
+        self.cache: Any = None
+        self.mask: Any = None
+        self.pos: Any = None
+
+    def prefill(self, prompts: Sequence[Sequence[int]]) -> np.ndarray:
+        """Log-probs [len(prompts), V] of each prompt's first generated token."""
+        import torch
+
+        width = max(len(p) for p in prompts)
+        dev = self.model.device
+        ids = torch.tensor([[self.pad_id] * (width - len(p)) + list(p) for p in prompts], device=dev)
+        self.mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
+        positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.no_grad():
+            out = self.model(ids, attention_mask=self.mask, position_ids=positions, use_cache=True)
+        self.cache = out.past_key_values
+        self.pos = torch.tensor([len(p) for p in prompts], device=dev)
+        return out.logits[:, -1].float().log_softmax(-1).cpu().numpy()
+
+    def step(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """Keep rows ``rows`` (repeats allowed) and append ``tokens[i]`` to row i."""
+        import torch
+
+        dev = self.model.device
+        idx = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=dev)
+        self.cache.reorder_cache(idx)
+        self.mask = torch.cat([self.mask[idx], torch.ones((idx.numel(), 1), dtype=self.mask.dtype, device=dev)], 1)
+        self.pos = self.pos[idx]
+        ids = torch.as_tensor(np.asarray(tokens, dtype=np.int64)[:, None], device=dev)
+        with torch.no_grad():
+            out = self.model(ids, attention_mask=self.mask, position_ids=self.pos[:, None], past_key_values=self.cache,
+                             use_cache=True)
+        self.pos = self.pos + 1
+        self.cache = out.past_key_values
+        return out.logits[:, -1].float().log_softmax(-1).cpu().numpy()
+
+
+def beam_search_many(stepper: HFBatchStepper, trie: ItemTrie, prompts: Sequence[Sequence[int]], width: int,
+                     max_new_tokens: int) -> list[list[Decoded]]:
+    """:func:`beam_search` for several prompts in one batch: the same search per prompt (the
+    same rules, ties and early stop), their beams stepped together; a prompt whose search has
+    stopped leaves the batch."""
+    if width <= 0 or not prompts:
+        return [[] for _ in prompts]
+    logp = stepper.prefill(prompts)
+    n = len(prompts)
+    rows_of = [np.array([u]) for u in range(n)]  # each prompt's rows in the current batch
+    nodes = [np.zeros(1, dtype=np.int64) for _ in range(n)]
+    scores = [np.zeros(1) for _ in range(n)]
+    paths: list[list[tuple[int, ...]]] = [[()] for _ in range(n)]
+    finished: list[list[tuple[float, int, tuple[int, ...]]]] = [[] for _ in range(n)]
+    active = list(range(n))
+    for step in range(max_new_tokens):
+        parents, toks, still = [], [], []
+        for u in active:
+            rows, tokens, child, new = _expand(trie, nodes[u], scores[u], logp[rows_of[u]])
+            if rows.size == 0:
+                continue
+            order = np.lexsort((child, -new))
+            ends = trie.item_ptr[child + 1] > trie.item_ptr[child]
+            fin = finished[u]
+            for j in order[ends[order]][:width]:
+                fin.append((float(new[j]), int(child[j]), paths[u][rows[j]] + (int(tokens[j]),)))
+            fin.sort(key=lambda f: (-f[0], f[1]))
+            del fin[width:]
+            inner = trie.first_child[child + 1] > trie.first_child[child]
+            keep = order[inner[order]][:width]
+            if keep.size == 0 or step + 1 == max_new_tokens:
+                continue
+            if len(fin) >= width and new[keep[0]] <= fin[-1][0]:
+                continue  # no live beam can still beat the width-th finished item
+            paths[u] = [paths[u][rows[j]] + (int(tokens[j]),) for j in keep]
+            nodes[u], scores[u] = child[keep], new[keep]
+            start = sum(len(p) for p in parents)
+            parents.append(rows_of[u][rows[keep]])
+            toks.append(tokens[keep])
+            rows_of[u] = np.arange(start, start + keep.size)
+            still.append(u)
+        active = still
+        if not active:
+            break
+        logp = stepper.step(np.concatenate(parents), np.concatenate(toks))
+    return [[Decoded(tuple(int(i) for i in trie.items_at(node)), score, toks) for score, node, toks in fin]
+            for fin in finished]
+
+
 def _filter(logits: np.ndarray, top_k: int, top_p: float) -> np.ndarray:
     """Indices (into ``logits``) that survive top-k then top-p (nucleus), highest first."""
     order = np.argsort(-logits, kind="stable")

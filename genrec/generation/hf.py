@@ -103,13 +103,15 @@ class HFGenerator:
         return self.tokenizer(prompt).input_ids
 
     def constrained_beam(self, prompts: list[str], trie, width: int | None = None) -> list[list]:
-        """Beam search inside the item prefix tree (``width`` = N_gen by default), one prompt
-        at a time: a list of :class:`~genrec.decoding.constrained.Decoded` per prompt."""
-        from genrec.decoding.constrained import HFStepper, beam_search
+        """Beam search inside the item prefix tree (``width`` = N_gen by default), the prompts'
+        beams stepped together: a list of :class:`~genrec.decoding.constrained.Decoded` per prompt."""
+        from genrec.decoding.constrained import HFBatchStepper, beam_search_many
 
-        stepper = HFStepper(self.model)
-        return [beam_search(stepper, trie, self.prompt_ids(p), width or self.cfg.n, self.cfg.max_new_tokens)
-                for p in prompts]
+        if not prompts:
+            return []
+        stepper = HFBatchStepper(self.model, self.tokenizer.pad_token_id or 0)
+        return beam_search_many(stepper, trie, [self.prompt_ids(p) for p in prompts], width or self.cfg.n,
+                                self.cfg.max_new_tokens)
 
     def constrained_sample(self, prompts: list[str], trie, n: int | None = None,
                            seed: int | None = None) -> list[list]:
