@@ -362,6 +362,15 @@ class Recommender:
             return self._constrained
         raise GenrecError(f"no generator here offers {method} (the transformers backend does)")
 
+    def warm(self, mode: str | None = None) -> None:
+        """Load what ``mode`` needs (the tree, the generator that runs it) before a request does."""
+        mode = self.check_mode(mode)
+        if mode in (MODE_BEAM, MODE_SAMPLE):
+            _ = self.trie
+        method = {MODE_BEAM: "constrained_beam", MODE_SAMPLE: "constrained_sample", MODE_RERANK: "score_candidates"}
+        if mode in method:
+            self.decoder(method[mode])
+
     def fallback_scores(self, prepared: Prepared) -> np.ndarray:
         """The fallback's scores over the whole catalog (training popularity if it fails)."""
         try:

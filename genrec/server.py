@@ -385,6 +385,8 @@ class Service:
         self.recommender = self.bundle.recommender(generator=_NoGenerator(), tokenizer=tokenizer,
                                                    constrained_generator=getattr(self.backend, "generator", None))
         _ = self.bundle.index, self.bundle.fallback_scorer  # load before the first request
+        if self.recommender.settings.mode != MODE_QRR:  # the bundle's mode: its tree and generator now
+            await run_in_threadpool(self.recommender.warm)
         await self.warm_up()
         self.ready = True
 

@@ -301,3 +301,24 @@ def test_mode_evaluation_tunes_on_valid_and_resumes(bundle, tmp_path):
     fused = ledger["fused"]
     assert fused["fallback_ndcg@10"] == round(reports["fallback"]["overall"]["opt"]["ndcg@10"], 6)
     assert len(fused["delta_vs_fallback_ci95"]) == 2 and fused["fused"].startswith("fused_")
+
+
+def test_warm_loads_the_tree_and_the_generator_of_the_mode(catalog, template, generator, tokenizer):
+    from genrec.bundle import item_texts
+    from genrec.esr import PopularityScorer
+
+    made = []
+
+    class QRROnly:
+        def generate(self, prompts, n=None, seed=None):
+            return [[] for _ in prompts]
+
+    rec = Recommender(catalog, BM25Index.build(item_texts(catalog, template)), template, QRROnly(),
+                      PopularityScorer(COUNTS), RecommenderSettings(mode=MODE_BEAM, n_gen=2, k=3),
+                      tokenizer=tokenizer, popularity=COUNTS,
+                      trie=lambda: ItemTrie.from_catalog(catalog, template, tokenizer),
+                      constrained_generator=lambda: made.append(1) or generator)
+    rec.warm()
+    assert made == [1] and isinstance(rec._trie, ItemTrie)
+    answer = rec.recommend(["i5"])  # the QRR-only generator cannot; the built one runs the beams
+    assert answer.mode == MODE_BEAM and made == [1]
