@@ -108,7 +108,8 @@ def test_train_calrec_help_lists_every_setting_with_its_default():
     text = _help("finetune/train_calrec.py")
     assert re.search(r"^\s+lora\.r\s+int\s+8\s+LoRA rank", text, re.M), text
     assert re.search(r"^\s+validation\.select_best\s+str\s+last\s", text, re.M)
-    assert re.search(r"^\s+merge\s+bool\s+false\s+also write", text, re.M)  # the script's own settings
+    assert re.search(r"^\s+merge\s+bool\s+false\s+LoRA: also write", text, re.M)  # the script's own settings
+    assert re.search(r"^\s+tuning\s+str\s+lora\s+lora \(an adapter\) \| full", text, re.M)
     assert re.search(r"^\s+datasets\[\]\.format\s+str\s+\(required\)", text, re.M)
     for row in describe_settings(TrainConfig):
         assert re.search(rf"^\s+{re.escape(row.key)}(\.\*)?\s", text, re.M), row.key
