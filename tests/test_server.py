@@ -367,7 +367,7 @@ def test_admission_sheds_what_cannot_finish_in_time_and_counts_it(admission_serv
     adm = httpx.get(url + "/health").json()["admission"]
     # the warm-up generation (1.5 s alone) seeded the estimates: solo 1.5 s, rate 1/1.5 per s
     assert adm["enabled"] and adm["admitted"] == adm["shed"] == adm["in_flight"] == 0
-    assert 1500 <= adm["solo_ms"] < 1800 and adm["predicted_ms"] == adm["solo_ms"]
+    assert 1500 <= adm["solo_ms"] < 2500 and adm["predicted_ms"] == adm["solo_ms"]
     with httpx.Client(timeout=60) as c:
         # 1 s budget: 1.5 s predicted > 0.8 x 1 s -> the fallback answers at once, saying why
         r = c.post(url + "/recommend", json={"history": ids[1:3], "k": 3, "budget_ms": 1000}).json()
@@ -400,13 +400,17 @@ def test_admitted_request_that_overruns_is_cut_at_its_budget_and_lowers_the_rate
     url, bundle, gen = admission_server
     ids = [it.item_id for it in bundle.catalog]
     gen.seconds = 3.0
+    before = httpx.get(url + "/health").json()["admission"]["rate_per_s"]  # 1 / the warm-up's ~1.5 s
     with httpx.Client(timeout=60) as c:
         r = c.post(url + "/recommend", json={"history": ids[1:3], "k": 3, "budget_ms": 2000}).json()
     assert r["path"] == PATH_POPULARITY and r["reason"] == ("latency budget of 2000 ms exceeded; generation "
                                                             "abandoned"), r  # a running hf call cannot be aborted
-    assert 2000 <= r["latency_ms"] < 2000 + 500
+    assert 2000 <= r["latency_ms"] < 2900  # at the budget, not when the 3 s generation ends
     text = httpx.get(url + "/metrics").text
     assert metric(text, "genrec_admitted_total") == 1 and metric(text, "genrec_shed_total") == 0
-    # rate 1/1.5, then an abort after ~2 s alone says r <= 1/2: 0.667 + 0.3 x (0.5 - 0.667) = 0.617
-    adm = httpx.get(url + "/health").json()["admission"]
-    assert adm["rate_per_s"] == pytest.approx(1 / 1.5 + 0.3 * (0.5 - 1 / 1.5), abs=0.02)
+    # aborted after t in [2 s, the answer's latency] alone says r <= 1/t: where that is below the
+    # estimate (1/1.5 on an idle machine), rate = before + 0.3 x (1/t - before); else unchanged
+    after = httpx.get(url + "/health").json()["admission"]["rate_per_s"]
+    lo = before + 0.3 * min(0.0, 1000 / r["latency_ms"] - before)
+    hi = before + 0.3 * min(0.0, 1 / 2.0 - before)
+    assert lo - 1e-3 <= after <= hi + 1e-3, (before, after, lo, hi)
