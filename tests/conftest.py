@@ -35,3 +35,29 @@ def tokenizer(smollm2_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(smollm2_dir)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on a shared CPU: one thread is fastest and leaves the other core free."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def save_tiny_llama(path: Path, tokenizer, hidden: int = 32, heads: int = 4, **config) -> str:
+    """A randomly initialised 2-layer Llama (seed 0) with the SmolLM2 tokenizer, saved as a model folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                      num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=heads,
+                      pad_token_id=tokenizer.pad_token_id, **config)
+    model = LlamaForCausalLM(cfg)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)

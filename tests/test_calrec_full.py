@@ -14,28 +14,15 @@ import pytest
 import torch
 
 from genrec.generation import vllm_available
+from tests.conftest import save_tiny_llama
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def tiny64(tmp_path_factory, tokenizer) -> str:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                      pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    d = tmp_path_factory.mktemp("tiny64")
-    LlamaForCausalLM(cfg).save_pretrained(d)
-    tokenizer.save_pretrained(d)
-    return str(d)
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny64"), tokenizer, hidden=128, heads=2,
+                           max_position_embeddings=512, tie_word_embeddings=True)
 
 
 def _common(model: str, tuning: str) -> list[str]:

@@ -17,6 +17,7 @@ import torch
 from genrec.training.collator import CALRecCollator
 from genrec.training.config import LossConfig
 from genrec.training.losses import IGNORE_INDEX
+from tests.conftest import save_tiny_llama
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,29 +31,19 @@ ROWS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models on a shared CPU: one thread is fastest and leaves the other core free.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory, tokenizer) -> str:
-    """A randomly initialised 2-layer Llama with the SmolLM2 tokenizer, saved as a model folder."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """The tiny Llama with an output layer able to make peaked distributions (std 0.02 cannot, at width 32)."""
+    from safetensors.torch import load_file, save_file
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=4, pad_token_id=tokenizer.pad_token_id)
     d = tmp_path_factory.mktemp("tiny_llama")
-    model = LlamaForCausalLM(cfg)
-    with torch.no_grad():  # an output layer able to make peaked distributions (std 0.02 cannot, at width 32)
-        model.lm_head.weight.normal_(0, 1.0)
-    model.save_pretrained(d)
-    tokenizer.save_pretrained(d)
+    save_tiny_llama(d, tokenizer)
+    weights = load_file(str(d / "model.safetensors"))
+    weights["lm_head.weight"] = torch.randn(weights["lm_head.weight"].shape, generator=torch.Generator().manual_seed(1))
+    save_file(weights, str(d / "model.safetensors"), metadata={"format": "pt"})
     return str(d)
 
 
