@@ -37,9 +37,10 @@ def tokenizer(smollm2_dir):
     return AutoTokenizer.from_pretrained(smollm2_dir)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_torch_thread():
-    """Tiny models on a shared CPU: one thread is fastest and leaves the other core free."""
+    """Tiny models on a shared CPU: one thread is fastest and leaves the other core free (on a busy
+    2-core machine OpenMP spin-waits made the default two threads ~10x slower)."""
     import torch
 
     before = torch.get_num_threads()
@@ -48,16 +49,30 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-def save_tiny_llama(path: Path, tokenizer, hidden: int = 32, heads: int = 4, **config) -> str:
-    """A randomly initialised 2-layer Llama (seed 0) with the SmolLM2 tokenizer, saved as a model folder."""
+def tiny_llama(tokenizer, hidden: int = 32, heads: int = 4, seed: int = 0, **config):
+    """A randomly initialised 2-layer Llama (``seed``) over the SmolLM2 tokenizer's vocabulary."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-                      num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=heads,
-                      pad_token_id=tokenizer.pad_token_id, **config)
-    model = LlamaForCausalLM(cfg)
+                      num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=heads, **config)
+    return LlamaForCausalLM(cfg)
+
+
+def save_tiny_llama(path: Path, tokenizer, hidden: int = 32, heads: int = 4, **config) -> str:
+    """:func:`tiny_llama` (seed 0) with the tokenizer, saved as a model folder."""
+    model = tiny_llama(tokenizer, hidden, heads, pad_token_id=tokenizer.pad_token_id, **config)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+def titles_template(folder: Path):
+    """A template whose item line is the bare title ("Bought:" history, "Next:" suffix), written to ``folder``."""
+    from genrec.prompting import PromptTemplate
+
+    path = folder / "titles.yaml"
+    path.write_text('name: titles\nattributes:\n  - {field: title, prefix: ""}\nhistory_label: "Bought:\\n"\n'
+                    'item_label: "- "\nsuffix: "Next:\\n"\nterminator: "\\n"\n', encoding="utf-8")
+    return PromptTemplate.load(path)

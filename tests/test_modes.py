@@ -30,29 +30,19 @@ from genrec.recommender import (
     RecommenderSettings,
     RequestError,
 )
+from tests.conftest import tiny_llama, titles_template
 
 TITLES = ["Red Wool Scarf", "Red Wool Hat", "Red Wool Scarf", "X", "Red", "Blue Denim Jacket", "Blue",
           "Red Wool", "Green Rain Boots", "Yellow Sun Hat"]
 COUNTS = np.array([5, 1, 9, 0, 3, 7, 2, 4, 6, 8], dtype=np.float64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run on one thread: on a busy 2-core machine OpenMP spin-waits made the
-    default two threads ~10x slower."""
-    import torch
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> PromptTemplate:
-    path = tmp_path_factory.mktemp("tpl") / "titles.yaml"
-    path.write_text('name: titles\nattributes:\n  - {field: title, prefix: ""}\nhistory_label: "Bought:\\n"\n'
-                    'item_label: "- "\nsuffix: "Next:\\n"\nterminator: "\\n"\n', encoding="utf-8")
-    return PromptTemplate.load(path)
+    return titles_template(tmp_path_factory.mktemp("tpl"))
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +52,10 @@ def catalog() -> Catalog:
 
 @pytest.fixture(scope="module")
 def generator(tokenizer):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from genrec.generation.base import GenerationConfig
     from genrec.generation.hf import HFGenerator
 
-    torch.manual_seed(3)
-    model = LlamaForCausalLM(LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                         intermediate_size=64, vocab_size=len(tokenizer))).eval()
+    model = tiny_llama(tokenizer, seed=3).eval()
     return HFGenerator(GenerationConfig(n=4, max_new_tokens=12, seed=0), model=model, tokenizer=tokenizer)
 
 
