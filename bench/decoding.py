@@ -53,18 +53,6 @@ def pick_template(name: str | None):
     raise SystemExit(f"template {name!r} not found")
 
 
-def user_prompts(dataset, template, tokenizer, users: int) -> list[str]:
-    prompts = []
-    for user in sorted(dataset.sequences):
-        seq = dataset.sequences[user]
-        if len(seq) >= 4:
-            items = [dataset.catalog[i] for i in seq[:-1]]
-            prompts.append(template.render_history(items, tokenizer=tokenizer, max_tokens=512))
-        if len(prompts) == users:
-            break
-    return prompts
-
-
 def tree_at_scale(sequences: list[list[int]], items: int, vocab: int, seed: int = 0) -> dict:
     """Build the tree of ``items`` synthetic paths (see the module docstring)."""
     from genrec.decoding.trie import ItemTrie
@@ -100,6 +88,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from bench.generation import user_prompts  # the same users' prompts as the generation bench
     from genrec.bundle import item_texts
     from genrec.data.readers import read_dataset
     from genrec.decoding.trie import ItemTrie

@@ -61,6 +61,12 @@ def load_data(users: int, tokenizer):
 
         name, dataset = "demo-electronics", demo_dataset("electronics")
     template = PromptTemplate.load("calrec")
+    prompts = user_prompts(dataset, template, tokenizer, users)
+    return name, prompts, BM25Index.build(item_texts(dataset.catalog, template))
+
+
+def user_prompts(dataset, template, tokenizer, users: int) -> list[str]:
+    """Prompts (history without the last item, at most 512 tokens) of the first ``users`` users with >= 4 items."""
     prompts = []
     for user in sorted(dataset.sequences):
         seq = dataset.sequences[user]
@@ -69,7 +75,7 @@ def load_data(users: int, tokenizer):
             prompts.append(template.render_history(items, tokenizer=tokenizer, max_tokens=512))
         if len(prompts) == users:
             break
-    return name, prompts, BM25Index.build(item_texts(dataset.catalog, template))
+    return prompts
 
 
 def matmul_gflops(dtype_name: str, size: int = 2048, reps: int = 5) -> float:
