@@ -95,6 +95,34 @@ def _expand(trie: ItemTrie, nodes: np.ndarray, scores: np.ndarray, logp: np.ndar
     return rows, tokens, child, new
 
 
+def _advance(trie: ItemTrie, nodes: np.ndarray, scores: np.ndarray, logp: np.ndarray,
+             paths: list[tuple[int, ...]], finished: list[tuple[float, int, tuple[int, ...]]], width: int,
+             last: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, ...]]] | None:
+    """One step of one prompt's search (shared by :func:`beam_search` and :func:`beam_search_many`).
+
+    Extensions that end an item go into ``finished`` (kept to the ``width`` best, ties by node
+    id; updated in place); the ``width`` best extensions with children stay live. Returns the
+    live beams as (parent rows, their new tokens, nodes, scores, paths), or None when the search
+    stops: nothing live, the last step, or no live beam can still beat the width-th finished item.
+    """
+    rows, tokens, child, new = _expand(trie, nodes, scores, logp)
+    if rows.size == 0:
+        return None
+    order = np.lexsort((child, -new))
+    ends = trie.item_ptr[child + 1] > trie.item_ptr[child]
+    for j in order[ends[order]][:width]:
+        finished.append((float(new[j]), int(child[j]), paths[rows[j]] + (int(tokens[j]),)))
+    finished.sort(key=lambda f: (-f[0], f[1]))
+    del finished[width:]
+    inner = trie.first_child[child + 1] > trie.first_child[child]
+    keep = order[inner[order]][:width]
+    if keep.size == 0 or last:
+        return None
+    if len(finished) >= width and new[keep[0]] <= finished[-1][0]:
+        return None
+    return rows[keep], tokens[keep], child[keep], new[keep], [paths[rows[j]] + (int(tokens[j]),) for j in keep]
+
+
 def beam_search(stepper: Stepper, trie: ItemTrie, prompt_ids: Sequence[int], width: int,
                 max_new_tokens: int) -> list[Decoded]:
     """The ``width`` best-scoring catalog paths found by beam search, best first.
@@ -114,24 +142,11 @@ def beam_search(stepper: Stepper, trie: ItemTrie, prompt_ids: Sequence[int], wid
     paths: list[tuple[int, ...]] = [()]
     finished: list[tuple[float, int, tuple[int, ...]]] = []  # (score, node, tokens)
     for step in range(max_new_tokens):
-        rows, tokens, child, new = _expand(trie, nodes, scores, logp)
-        if rows.size == 0:
+        live = _advance(trie, nodes, scores, logp, paths, finished, width, step + 1 == max_new_tokens)
+        if live is None:
             break
-        order = np.lexsort((child, -new))
-        ends = trie.item_ptr[child + 1] > trie.item_ptr[child]
-        for j in order[ends[order]][:width]:
-            finished.append((float(new[j]), int(child[j]), paths[rows[j]] + (int(tokens[j]),)))
-        finished.sort(key=lambda f: (-f[0], f[1]))
-        del finished[width:]
-        inner = trie.first_child[child + 1] > trie.first_child[child]
-        keep = order[inner[order]][:width]
-        if keep.size == 0 or step + 1 == max_new_tokens:
-            break
-        if len(finished) >= width and new[keep[0]] <= finished[-1][0]:
-            break  # no live beam can still beat the width-th finished item
-        paths = [paths[rows[j]] + (int(tokens[j]),) for j in keep]
-        nodes, scores = child[keep], new[keep]
-        logp, cache = stepper.step(cache, rows[keep], tokens[keep])
+        rows, tokens, nodes, scores, paths = live
+        logp, cache = stepper.step(cache, rows, tokens)
     return [Decoded(tuple(int(i) for i in trie.items_at(node)), score, toks) for score, node, toks in finished]
 
 
@@ -198,28 +213,15 @@ def beam_search_many(stepper: HFBatchStepper, trie: ItemTrie, prompts: Sequence[
     for step in range(max_new_tokens):
         parents, toks, still = [], [], []
         for u in active:
-            rows, tokens, child, new = _expand(trie, nodes[u], scores[u], logp[rows_of[u]])
-            if rows.size == 0:
+            live = _advance(trie, nodes[u], scores[u], logp[rows_of[u]], paths[u], finished[u], width,
+                            step + 1 == max_new_tokens)
+            if live is None:
                 continue
-            order = np.lexsort((child, -new))
-            ends = trie.item_ptr[child + 1] > trie.item_ptr[child]
-            fin = finished[u]
-            for j in order[ends[order]][:width]:
-                fin.append((float(new[j]), int(child[j]), paths[u][rows[j]] + (int(tokens[j]),)))
-            fin.sort(key=lambda f: (-f[0], f[1]))
-            del fin[width:]
-            inner = trie.first_child[child + 1] > trie.first_child[child]
-            keep = order[inner[order]][:width]
-            if keep.size == 0 or step + 1 == max_new_tokens:
-                continue
-            if len(fin) >= width and new[keep[0]] <= fin[-1][0]:
-                continue  # no live beam can still beat the width-th finished item
-            paths[u] = [paths[u][rows[j]] + (int(tokens[j]),) for j in keep]
-            nodes[u], scores[u] = child[keep], new[keep]
+            rows, tokens, nodes[u], scores[u], paths[u] = live
             start = sum(len(p) for p in parents)
-            parents.append(rows_of[u][rows[keep]])
-            toks.append(tokens[keep])
-            rows_of[u] = np.arange(start, start + keep.size)
+            parents.append(rows_of[u][rows])
+            toks.append(tokens)
+            rows_of[u] = np.arange(start, start + rows.size)
             still.append(u)
         active = still
         if not active:
