@@ -7,7 +7,6 @@ negatives queue are on, so their saved state is part of what a resumed run must 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -33,11 +32,14 @@ def _common(model: str, tuning: str) -> list[str]:
 
 
 def _curve(path: Path) -> dict[int, dict]:
-    rows = {}
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
-        if "loss" in r or "eval_loss" in r:
-            rows.setdefault(r["step"], {}).update(r)
+    """Training and validation records by step, read as the loss-curve tool reads them (a step
+    logged again after a resume: the later record wins)."""
+    from genrec.training.curves import read_stage_log
+
+    log = read_stage_log(path)
+    rows = {r["step"]: dict(r) for r in log.train}
+    for r in log.evals:
+        rows.setdefault(r["step"], {}).update(r)
     return rows
 
 
