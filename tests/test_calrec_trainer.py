@@ -153,6 +153,30 @@ def test_combined_loss_equals_hand_combined_components(tiny_dir, tokenizer, head
     assert out["loss"].item() == pytest.approx((1 - 0.125 - 0.025) * nig + 0.125 * tt + 0.025 * ut, abs=1e-5)
 
 
+def test_queue_joins_only_the_objectives_named_in_queue_for(tiny_dir, tokenizer):
+    # The tiny model has no dropout, so a training-mode forward equals an eval-mode one except
+    # for the queue. With a full queue and queue_for=[tt], L_TT gets the queued negatives (and
+    # rises above its in-batch value) while L_UT stays exactly the in-batch value.
+    from genrec.training.model import CALRecModel
+
+    loss = LossConfig(alpha=0.125, beta=0.025, tau=0.5, projection_heads=True, projection_dim=16, queue_size=6,
+                      queue_for=["tt"])
+    torch.manual_seed(1)
+    wrapped = CALRecModel(_lora_model(tiny_dir), loss)
+    batch = CALRecCollator(tokenizer)(ROWS)
+    with torch.no_grad():
+        wrapped.eval()
+        in_batch = wrapped(**batch)
+        wrapped.train()
+        wrapped.queue.push("tt", torch.randn(6, 16))
+        wrapped.queue.push("ut", torch.randn(6, 16))
+        queued = wrapped(**batch)
+    assert queued["ut"].item() == pytest.approx(in_batch["ut"].item(), abs=1e-6)
+    assert queued["tt"].item() > in_batch["tt"].item() + 1e-3
+    with pytest.raises(ValueError, match="loss.queue_for"):
+        LossConfig(queue_for=["tt", "user"])
+
+
 def test_alpha_beta_zero_is_plain_next_item_fine_tuning(tiny_dir, tokenizer):
     from genrec.training.model import CALRecModel
 

@@ -114,8 +114,9 @@ class CALRecModel(nn.Module):
             tau_tt, tau_ut = cfg.temperatures
             # The queue only in training: validation losses stay in-batch, comparable with ln(batch).
             queue = self.queue if self.training else None
-            tt = info_nce(v_tu, v_t, tau_tt, queue.get("tt") if queue else None) if cfg.alpha != 0 else None
-            ut = info_nce(v_u, v_t, tau_ut, queue.get("ut") if queue else None) if cfg.beta != 0 else None
+            queued = {k: queue.get(k) if queue is not None and k in cfg.queue_for else None for k in ("tt", "ut")}
+            tt = info_nce(v_tu, v_t, tau_tt, queued["tt"]) if cfg.alpha != 0 else None
+            ut = info_nce(v_u, v_t, tau_ut, queued["ut"]) if cfg.beta != 0 else None
             if queue is not None:
                 queue.push("tt", v_tu)
                 queue.push("ut", v_u)
