@@ -58,6 +58,8 @@ class EvalConfig:
     output_dir: str = "runs/eval"       # results.json, results.md, ndcg_by_group.png, run.json
     model_dirs: dict = field(default_factory=dict)  # method -> trained fallback folder (sasrec, llmesr)
     generative: GenerativeEvalSettings = field(default_factory=GenerativeEvalSettings)  # the calrec path
+    ledger: str | None = None           # results ledger (docs/results/summary.json) to write the calrec row to
+    ledger_dataset: str | None = None   # its dataset key (None: the dataset's name)
 
 
 def _examples(split: Split, which: str) -> list[Example]:
@@ -137,11 +139,12 @@ class GenerativeRanker:
                     out[row["user"]] = row
         return out
 
-    def run(self, examples: list[Example], mask_history: bool) -> tuple[np.ndarray, np.ndarray, float]:
+    def run(self, examples: list[Example], mask_history: bool) -> tuple[np.ndarray, np.ndarray, float, int]:
         """Streams every user not yet logged through the engine (vLLM; chunks of ``batch_users``
         otherwise) and grounds, ranks and logs each one as its samples arrive: the engine never
         waits for grounding or for a batch's slowest user, and a kill loses only the users still
-        in flight (the log is flushed per user, fsynced at least every 2 s)."""
+        in flight (the log is flushed per user, fsynced at least every 2 s). Returns opt and pes
+        ranks of every example, and the seconds and user count of what this call generated."""
         from genrec.generation.streaming import stream_samples
 
         _drop_partial_line(self.log_path)
@@ -172,7 +175,7 @@ class GenerativeRanker:
         elapsed = time.time() - started
         opt = np.array([done[e.user]["opt"] for e in examples], dtype=np.int64)
         pes = np.array([done[e.user]["pes"] for e in examples], dtype=np.int64)
-        return opt, pes, elapsed
+        return opt, pes, elapsed, len(todo)
 
 
 def _drop_partial_line(path: Path) -> None:
@@ -236,7 +239,34 @@ def run_evaluation(cfg: EvalConfig, split: Split | None = None) -> dict:
         (out / "results.md").write_text(results_markdown(result))
         plot_groups(result["reports"], out / "ndcg_by_group.png")
         rec.extra.update(results="results.json", methods=result["methods"])
+    if cfg.ledger and "calrec" in result["reports"]:
+        write_ledger_row(cfg, result)
     return result
+
+
+def write_ledger_row(cfg: EvalConfig, result: dict) -> dict:
+    """The ledger's ``<dataset>.calrec`` row: opt and pes metrics of the generative path, its
+    user count and 95% half-widths (a sampled run), seconds per user, and the other methods'
+    NDCG@10 on the same users where they ran on them."""
+    import sys
+
+    from genrec.ledger import entry_from_reports, update_ledger
+
+    reports, meta = result["reports"], result["methods"]
+    report = reports["calrec"]
+    argv = sys.argv if sys.argv and sys.argv[0].endswith("evaluate.py") else ["eval/evaluate.py"]
+    extra: dict = {"ndcg@10_ci95": round(report["overall"]["opt_ci95"]["ndcg@10"], 6),
+                   "ndcg@10_pes_ci95": round(report["overall"]["pes_ci95"]["ndcg@10"], 6),
+                   "sampled": meta["calrec"]["sampled"], "bundle": cfg.generative.bundle}
+    if "seconds_per_user" in meta["calrec"]:
+        extra["seconds_per_user"] = meta["calrec"]["seconds_per_user"]
+    same = {m: round(r["overall"]["opt"]["ndcg@10"], 6) for m, r in reports.items()
+            if m != "calrec" and meta[m]["users"] == meta["calrec"]["users"]}
+    if same:
+        extra["same_users_ndcg@10"] = same
+    entry = entry_from_reports([report], [cfg.seed], cfg.generative.bundle or "", "python " + " ".join(argv), **extra)
+    update_ledger(cfg.ledger, cfg.ledger_dataset or result["dataset"], "calrec", entry)
+    return entry
 
 
 def _evaluate(cfg: EvalConfig, split: Split | None, out: Path) -> dict:
@@ -255,7 +285,7 @@ def _evaluate(cfg: EvalConfig, split: Split | None, out: Path) -> dict:
         if method == "calrec":
             console.say("  calrec: loading the bundle and starting its generation engine (a minute or two on CPU)")
             ranker = GenerativeRanker(cfg.generative, out / f"ranks_{method}.jsonl", catalog_size)
-            opt, pes, _ = ranker.run(examples, cfg.mask_history)
+            opt, pes, gen_seconds, generated = ranker.run(examples, cfg.mask_history)
         else:
             if method == "popularity":
                 fn = popularity_scores(split)
@@ -268,6 +298,9 @@ def _evaluate(cfg: EvalConfig, split: Split | None, out: Path) -> dict:
                                            hu, hi)
         meta[method] = {"users": len(examples), "seconds": round(time.time() - t0, 2),
                         "sampled": len(examples) < len(all_examples)}
+        if method == "calrec" and generated:
+            # Generation and grounding only (engine start excluded), over the users this call ran.
+            meta[method]["seconds_per_user"] = round(gen_seconds / generated, 3)
     return {"dataset": split.dataset.name, "split": cfg.split, "mask_history": cfg.mask_history,
             "catalog_size": catalog_size, "users_in_split": len(all_examples), "methods": meta,
             "reports": reports, "config": to_dict(cfg)}

@@ -92,8 +92,8 @@ def test_generative_ranker_streams_logs_each_user_and_resumes(tmp_path):
     # u1: history (0,1,0,2) -> target 0; u2: (0,3,0,4) -> 5; u3: (2,1,0,3) -> 1. Only item 5 scores > 0.
     ranker.log_path.write_text(json.dumps({"user": "u2", "target": 5, "opt": 7, "pes": 7}) + "\n"
                                + '{"user": "u1", "tar')  # u2 logged before, u1 cut by a kill
-    opt, pes, _ = ranker.run(split.test, mask_history=True)
-    assert gen.streams == [2]  # u1 and u3 only, one stream
+    opt, pes, _, generated = ranker.run(split.test, mask_history=True)
+    assert gen.streams == [2] and generated == 2  # u1 and u3 only, one stream
     # u1: candidates 0,3,4,5 (1,2 masked): 5 above, 0 tied with 3,4 -> opt 2, pes 4
     # u3: candidates 1,4,5 (0,2,3 masked): 5 above, 1 tied with 4 -> opt 2, pes 3; u2 from the log
     assert opt.tolist() == [2, 7, 2] and pes.tolist() == [4, 7, 3]
@@ -101,3 +101,27 @@ def test_generative_ranker_streams_logs_each_user_and_resumes(tmp_path):
     assert [r["user"] for r in rows] == ["u2", "u3", "u1"]  # the order they finished in
     assert rows[1]["samples"] == [["Gold Ring", -1.0], ["Gold Ring", -2.0]]
     assert ranker.run(split.test, mask_history=True)[0].tolist() == [2, 7, 2] and gen.streams == [2, 0]
+
+
+def test_ledger_row_of_the_generative_path(tmp_path):
+    """write_ledger_row: opt and pes NDCG@10 of calrec, its user count, half-widths, seconds per
+    user, and the methods that ran on the same users, by hand on three users."""
+    from genrec.evaluation import EvalConfig, write_ledger_row
+    from genrec.metrics import evaluate_ranking
+
+    users, targets = ["a", "b", "c"], [0, 1, 2]
+    # calrec: ranks 1, 3 (pes 4), 20 -> NDCG@10 opt (1 + 1/log2(4)) / 3 = 0.5, pes (1 + 1/log2(5)) / 3
+    calrec = evaluate_ranking(np.array([1, 3, 20]), np.array([1, 4, 20]), users, targets, {"a"}, np.array([True, False, False]))
+    pop = evaluate_ranking(np.array([2, 2, 2]), np.array([2, 2, 2]), users, targets, {"a"}, np.array([True, False, False]))
+    result = {"dataset": "toy", "reports": {"popularity": pop, "calrec": calrec},
+              "methods": {"popularity": {"users": 3, "sampled": True},
+                          "calrec": {"users": 3, "sampled": True, "seconds_per_user": 0.8}}}
+    cfg = EvalConfig(ledger=str(tmp_path / "summary.json"), seed=7)
+    cfg.generative.bundle = "runs/bundles/toy"
+    write_ledger_row(cfg, result)
+    row = json.loads((tmp_path / "summary.json").read_text())["toy"]["calrec"]
+    assert row["ndcg@10"] == pytest.approx(0.5, abs=1e-6)
+    assert row["ndcg@10_pes"] == pytest.approx((1 + 1 / np.log2(5)) / 3, abs=1e-6)
+    assert row["n_users"] == 3 and row["seeds"] == [7] and row["seconds_per_user"] == 0.8
+    assert row["same_users_ndcg@10"] == {"popularity": pytest.approx(1 / np.log2(3), abs=1e-6)}
+    assert row["ndcg@10_ci95"] > 0 and row["bundle"] == "runs/bundles/toy"
