@@ -92,3 +92,16 @@ def test_combine_weights_and_plain_nig_when_alpha_beta_zero():
     assert combine(nig, tt, ut, 0.125, 0.025).item() == pytest.approx(0.85 * 2 + 0.125 * 3 + 0.025 * 5)
     assert combine(nig, tt, ut, 0.0, 0.0) is nig
     assert combine(nig, None, None, 0.0, 0.0).item() == 2.0
+
+
+def test_info_nce_of_scores_is_info_nce_on_cosine_scores_and_softmaxes_over_users():
+    from genrec.training.losses import info_nce_of_scores
+
+    torch.manual_seed(0)
+    u, t = torch.randn(5, 7), torch.randn(5, 7)
+    cos = torch.nn.functional.normalize(u, dim=-1) @ torch.nn.functional.normalize(t, dim=-1).T  # [user, item]
+    assert info_nce_of_scores(cos, 0.3).item() == pytest.approx(info_nce(u, t, 0.3).item(), abs=1e-6)
+    # By hand, 2 users x 2 items, tau 1: item 0 over users (2, 0), item 1 over users (1, 1).
+    scores = torch.tensor([[2.0, 1.0], [0.0, 1.0]])
+    expected = (-math.log(math.exp(2) / (math.exp(2) + 1)) + math.log(2)) / 2
+    assert info_nce_of_scores(scores, 1.0).item() == pytest.approx(expected, abs=1e-6)

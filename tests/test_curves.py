@@ -47,7 +47,11 @@ def test_chance_levels_come_from_the_saved_settings(tmp_path):
     (tmp_path / "train_config.yaml").write_text(
         "batch_size: 8\nloss: {queue_size: 56}\nvalidation: {batch_size: 4}\n", encoding="utf-8")
     log = read_stage_log(tmp_path)
-    assert log.negatives == (64, 4) and log.chance() == (math.log(64), math.log(4))
+    assert log.negatives == {"tt": (64, 4), "ut": (64, 4)} and log.chance("ut") == (math.log(64), math.log(4))
+    (tmp_path / "train_config.yaml").write_text(  # the queue for L_TT only: L_UT's chance is in-batch
+        "batch_size: 8\nloss: {queue_size: 56, queue_for: [tt]}\nvalidation: {batch_size: 4}\n", encoding="utf-8")
+    log = read_stage_log(tmp_path)
+    assert log.chance("tt") == (math.log(64), math.log(4)) and log.chance("ut") == (math.log(8), math.log(4))
 
 
 def test_a_bad_line_inside_the_log_is_named(tmp_path):

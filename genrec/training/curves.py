@@ -9,6 +9,7 @@ Markdown table a results page or closing note shows; the PNG draws the raw logge
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +29,16 @@ class StageLog:
     name: str
     train: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
-    negatives: tuple[int, int] | None = None  # (training, validation) InfoNCE candidates per row, when known
+    # InfoNCE candidates per row, when known: {objective: (training, validation)}
+    negatives: dict[str, tuple[int, int]] | None = None
 
-    def chance(self) -> tuple[float, float] | None:
-        """ln of the candidates an InfoNCE term picks among (training with the queue, validation in-batch)."""
-        return None if self.negatives is None else (math.log(self.negatives[0]), math.log(self.negatives[1]))
+    def chance(self, objective: str = "tt") -> tuple[float, float] | None:
+        """ln of the candidates ``objective`` (tt | ut) picks among: in training (with the queue if
+        that objective used it, per the stage's saved settings) and in validation (in-batch)."""
+        if self.negatives is None:
+            return None
+        train, valid = self.negatives[objective]
+        return math.log(train), math.log(valid)
 
     @property
     def wall_s(self) -> float:
@@ -60,17 +66,22 @@ def read_stage_log(run_dir: str | Path, name: str | None = None) -> StageLog:
                     _negatives(path.parent / "train_config.yaml"))
 
 
-def _negatives(config: Path) -> tuple[int, int] | None:
-    """(batch + queue, validation batch) from the stage's saved settings, if it has them."""
+def _negatives(config: Path) -> dict[str, tuple[int, int]] | None:
+    """Per objective, (batch + queue if it uses the queue, validation batch) from the stage's
+    saved settings, if it has them."""
     import yaml
 
     if not config.exists():
         return None
     cfg = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     batch = int(cfg.get("batch_size", 0))
-    queue = int((cfg.get("loss") or {}).get("queue_size", 0) or 0)
+    loss = cfg.get("loss") or {}
+    queue = int(loss.get("queue_size", 0) or 0)
+    queued = loss.get("queue_for", ["tt", "ut"])
     valid = int((cfg.get("validation") or {}).get("batch_size", 0))
-    return (batch + queue, valid) if batch and valid else None
+    if not (batch and valid):
+        return None
+    return {k: (batch + (queue if k in queued else 0), valid) for k in ("tt", "ut")}
 
 
 def windowed_means(rows: list[dict], window: int, keys: tuple[str, ...] = TRAIN_KEYS) -> list[dict]:
@@ -111,9 +122,10 @@ def curves_markdown(stages: list[StageLog], window: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(stages: list[StageLog], path: str | Path) -> None:
+def plot_curves(stages: list[StageLog], path: str | Path, marks: Sequence[tuple[int, str]] = ()) -> None:
     """L_NIG, L_TT, L_UT (training lines, validation markers, chance levels dashed) and validation
-    NDCG@10 against the global step, stages drawn one after another."""
+    NDCG@10 against the global step, stages drawn one after another; ``marks``: (global step,
+    label) drawn as vertical lines, e.g. where a run was resumed with changed settings."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -128,8 +140,8 @@ def plot_curves(stages: list[StageLog], path: str | Path) -> None:
             points = [(r["step"] + offset, r[f"eval_{key}"]) for r in st.evals if r.get(f"eval_{key}") is not None]
             if points:
                 ax.plot(*zip(*points), "o", color=line.get_color(), label=f"{st.name} (validation)")
-            chance = st.chance()
-            if chance and key != "nig" and steps:
+            chance = st.chance(key) if key != "nig" else None
+            if chance and steps:
                 ax.hlines(chance, steps[0], steps[-1], colors=line.get_color(), linestyles=["--", ":"], lw=0.8)
         ranked = [(r["step"] + offset, r["eval_ndcg@10"]) for r in st.evals if r.get("eval_ndcg@10") is not None]
         if ranked:
@@ -137,6 +149,11 @@ def plot_curves(stages: list[StageLog], path: str | Path) -> None:
         offset = steps[-1] if steps else offset
     titles = ("L_NIG (target tokens)", "L_TT (InfoNCE; dashed: chance, train -- / valid ..)",
               "L_UT (InfoNCE; dashed: chance)", "validation NDCG@10 (QRR)")
+    for step, label in marks:
+        for ax in axes:
+            ax.axvline(step, color="gray", lw=0.8, ls="-.")
+        axes[2].annotate(label, (step, 0.98), xycoords=("data", "axes fraction"), fontsize=7, va="top", ha="right",
+                         rotation=90, color="gray")
     for ax, title in zip(axes, titles):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step (stages in sequence)")

@@ -103,6 +103,21 @@ class TrainingStream(torch.utils.data.Dataset):
         return row
 
 
+def validation_sample(splits: dict[str, Split], max_examples: int, seed: int) -> list[tuple[str, Example]]:
+    """The validation rows of a run: per category a seeded sample of split.valid (at most
+    ``max_examples`` over all categories, in split order; 0 = none)."""
+    per = max(1, max_examples // max(1, len(splits)))
+    items: list[tuple[str, Example]] = []
+    for ci, (name, split) in enumerate(splits.items()):
+        valid = split.valid
+        if len(valid) > per:
+            idx = np.sort(np.random.default_rng([seed, ci]).choice(len(valid), per, replace=False))
+            valid = [valid[i] for i in idx]
+        if max_examples > 0:
+            items.extend((name, ex) for ex in valid)
+    return items
+
+
 class ValidationRows(torch.utils.data.Dataset):
     """A fixed, seeded sample of split.valid examples (at most ``max_examples``, shared over categories; 0 = none)."""
 
@@ -110,15 +125,7 @@ class ValidationRows(torch.utils.data.Dataset):
                  max_history: int | None = None, max_examples: int = 256, seed: int = 0) -> None:
         self.template, self.tokenizer, self.max_tokens, self.max_history = template, tokenizer, max_tokens, max_history
         self.splits = splits
-        per = max(1, max_examples // max(1, len(splits)))
-        self.items: list[tuple[str, Example]] = []
-        for ci, (name, split) in enumerate(splits.items()):
-            valid = split.valid
-            if len(valid) > per:
-                idx = np.sort(np.random.default_rng([seed, ci]).choice(len(valid), per, replace=False))
-                valid = [valid[i] for i in idx]
-            if max_examples > 0:
-                self.items.extend((name, ex) for ex in valid)
+        self.items = validation_sample(splits, max_examples, seed)
 
     def __len__(self) -> int:
         return len(self.items)

@@ -56,6 +56,15 @@ def info_nce(user_side: torch.Tensor, items: torch.Tensor, tau: float,
     return F.cross_entropy(sim, target)
 
 
+def info_nce_of_scores(scores: torch.Tensor, tau: float) -> torch.Tensor:
+    """L_UT's InfoNCE for any scorer: ``scores[j, i]`` is user j's score for row i's target item
+    ([N, N], a batch), and for each item i the softmax runs over the users j, as in
+    :func:`info_nce` (with cosine scores the two are equal). Lets an ID model's scores
+    (SASRec, LLM-ESR) be read on the same validation rows as the LLM's L_UT."""
+    sim = scores.float().T / tau
+    return F.cross_entropy(sim, torch.arange(sim.shape[0], device=sim.device))
+
+
 def combine(nig: torch.Tensor, tt: torch.Tensor | None, ut: torch.Tensor | None,
             alpha: float, beta: float) -> torch.Tensor:
     """L = (1-α-β)·L_NIG + α·L_TT + β·L_UT; with α = β = 0 it is L_NIG itself (same tensor value)."""

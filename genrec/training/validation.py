@@ -61,3 +61,35 @@ def make_rank_fn(splits: dict[str, Split], template: PromptTemplate, tokenizer, 
         return {"ndcg@10": opt_m["ndcg@10"], "ndcg@10_pes": pes_m["ndcg@10"], "recall@10": opt_m["recall@10"]}
 
     return rank_fn
+
+
+def scorer_ut_reference(cfg, scorer_dirs: dict[str, str], taus: list[float]) -> dict[str, dict]:
+    """Validation L_UT of ID models on a run's own validation rows and batches (``cfg``: its
+    TrainConfig): for each scorer, InfoNCE over the users of each validation batch with its
+    scores / τ, at every τ of ``taus`` and the best. Says how far below chance (ln of the
+    batch) a strong sequential recommender gets on the same rows — the scale for the LLM's L_UT.
+    τ is chosen on the rows themselves, so "best" flatters the scorers, never the LLM."""
+    import math
+
+    import torch
+
+    from genrec.esr import FallbackScorer
+    from genrec.training.data import load_splits, validation_sample
+    from genrec.training.losses import info_nce_of_scores
+
+    splits = load_splits(cfg.datasets, cfg.kcore)
+    rows = [ex for _name, ex in validation_sample(splits, cfg.validation.max_examples, cfg.validation.seed)]
+    bs = cfg.validation.batch_size
+    out: dict[str, dict] = {}
+    for name, folder in scorer_dirs.items():
+        scores = torch.as_tensor(np.asarray(FallbackScorer.load(folder).score_batch([list(e.history) for e in rows])))
+        targets = torch.tensor([e.target for e in rows])
+        by_tau = {}
+        for tau in taus:
+            losses = [info_nce_of_scores(scores[b:b + bs][:, targets[b:b + bs]], tau) * len(targets[b:b + bs])
+                      for b in range(0, len(rows), bs)]
+            by_tau[tau] = round(float(sum(losses)) / len(rows), 4)
+        best = min(by_tau, key=by_tau.get)
+        out[name] = {"by_tau": by_tau, "best_tau": best, "best": by_tau[best], "rows": len(rows),
+                     "chance": round(math.log(bs), 4)}
+    return out
