@@ -41,6 +41,7 @@ class GenerativeEvalSettings:
     backend: str | None = None          # vllm | hf | None (the bundle's setting)
     n: int | None = None                # N_gen override
     max_new_tokens: int | None = None   # longest generated item text (None: the bundle's setting)
+    temperature: float | None = None    # sampling temperature override (None: the bundle's setting)
     batch_users: int = 8                # users per generate call when not streaming (transformers, stream: false)
     stream: bool = True                 # vllm: all users through one engine, each logged as it finishes
     window: int = 64                    # users inside the engine at once when streaming
@@ -121,8 +122,8 @@ class GenerativeRanker:
         if len(self.bundle.catalog) != catalog_size:
             raise ConfigError(f"{settings.bundle}: bundle catalog has {len(self.bundle.catalog)} items, "
                               f"the dataset {catalog_size}")
-        overrides = {k: v for k, v in (("n", settings.n), ("max_new_tokens", settings.max_new_tokens))
-                     if v is not None}
+        overrides = {k: v for k, v in (("n", settings.n), ("max_new_tokens", settings.max_new_tokens),
+                                       ("temperature", settings.temperature)) if v is not None}
         self.recommender = self.bundle.recommender(backend=settings.backend, **overrides)
         self.settings = settings
         self.log_path = log_path
