@@ -30,7 +30,7 @@ def test_resumed_steps_keep_the_last_record_and_windows_average_exactly(tmp_path
     assert [r["step"] for r in log.evals] == [10]
     assert log.wall_s == 210.0
     w = windowed_means(log.train, window=10)
-    assert [x["step"] for x in w] == [10, 20]
+    assert [(x["first"], x["step"]) for x in w] == [(1, 10), (11, 15)]  # the last window ends at the last logged step
     assert w[0]["nig"] == pytest.approx((3.2 + 1.2) / 2)
     assert w[0]["ut"] == pytest.approx((2.1 + 0.6) / 2)
     assert w[1]["records"] == 1 and w[1]["tt"] == pytest.approx(0.25)

@@ -85,16 +85,19 @@ def _negatives(config: Path) -> dict[str, tuple[int, int]] | None:
 
 
 def windowed_means(rows: list[dict], window: int, keys: tuple[str, ...] = TRAIN_KEYS) -> list[dict]:
-    """Mean of each key over steps (0, w], (w, 2w], ...; ``step`` is the window's last step."""
+    """Mean of each key over steps (0, w], (w, 2w], ...; ``first`` and ``step`` are the first and
+    last step the window can hold, ``step`` cut to the last logged step (a stage shorter than
+    its last window)."""
     if window < 1:
         raise ConfigError(f"window: must be ≥ 1, got {window}")
     buckets: dict[int, list[dict]] = {}
     for r in rows:
         buckets.setdefault(math.ceil(r["step"] / window), []).append(r)
     out = []
+    last = max((r["step"] for r in rows), default=0)
     for b in sorted(buckets):
         group = buckets[b]
-        row: dict = {"step": b * window, "records": len(group)}
+        row: dict = {"first": (b - 1) * window + 1, "step": min(b * window, last), "records": len(group)}
         for k in keys:
             vals = [float(r[k]) for r in group if k in r]
             row[k] = sum(vals) / len(vals) if vals else None
@@ -111,7 +114,7 @@ def curves_markdown(stages: list[StageLog], window: int) -> str:
     lines = ["| stage | steps | loss | L_NIG | L_TT | L_UT |", "|---|---|---|---|---|---|"]
     for st in stages:
         for w in windowed_means(st.train, window):
-            lines.append(f"| {st.name} | {w['step'] - window + 1}–{w['step']} | {_fmt(w['loss'])} | "
+            lines.append(f"| {st.name} | {w['first']}–{w['step']} | {_fmt(w['loss'])} | "
                          f"{_fmt(w['nig'])} | {_fmt(w['tt'])} | {_fmt(w['ut'])} |")
     evals = [(st.name, r) for st in stages for r in st.evals]
     if evals:
