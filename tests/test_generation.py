@@ -270,3 +270,27 @@ def test_auto_cpu_binding_takes_every_core_only_on_an_idle_machine():
     assert resolve_cpu_binding("auto", load=0.5) == "default"  # another job's worth of load: keep vLLM's
     assert resolve_cpu_binding("auto", load=3.0) == "default"
     assert resolve_cpu_binding("all", load=3.0) == "all" and resolve_cpu_binding("default", load=0.0) == "default"
+
+
+def test_hf_top_k_zero_is_off_and_top_k_limits_the_samples(tokenizer, one_torch_thread):
+    # A random tiny Llama is close to uniform over ~49k tokens, so a token in the prompt's top 50
+    # has odds ~1/1000: with top-k off (vLLM's meaning of 0, and what validation during training
+    # uses) 24 one-token samples all but surely fall outside it; with top-k 50 every one is inside.
+    from genrec.generation.base import GenerationConfig
+    from genrec.generation.hf import HFGenerator
+    from tests.conftest import tiny_llama
+
+    model = tiny_llama(tokenizer, seed=5).eval()
+    prompt = "Purchases, oldest first:\n- Red Hat\nNext purchase:\n"
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        top50 = set(model(ids).logits[0, -1].topk(50).indices.tolist())
+
+    def first_tokens(top_k: int) -> list[int]:
+        gen = HFGenerator(GenerationConfig(n=24, max_new_tokens=1, seed=0, temperature=1.0, top_k=top_k),
+                          model=model, tokenizer=tokenizer)
+        return [s.token_ids[0] for s in gen.generate([prompt])[0] if s.token_ids]
+
+    off, k50 = first_tokens(0), first_tokens(50)
+    assert len(off) >= 20 and sum(t in top50 for t in off) <= 2
+    assert k50 and all(t in top50 for t in k50)
