@@ -265,7 +265,8 @@ def write_ledger_row(cfg: EvalConfig, result: dict) -> dict:
             if m != "calrec" and meta[m]["users"] == meta["calrec"]["users"]}
     if same:
         extra["same_users_ndcg@10"] = same
-    entry = entry_from_reports([report], [cfg.seed], cfg.generative.bundle or "", "python " + " ".join(argv), **extra)
+    config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else ""
+    entry = entry_from_reports([report], [cfg.seed], config, "python " + " ".join(argv), **extra)
     update_ledger(cfg.ledger, cfg.ledger_dataset or result["dataset"], "calrec", entry)
     return entry
 

@@ -124,4 +124,4 @@ def test_ledger_row_of_the_generative_path(tmp_path):
     assert row["ndcg@10_pes"] == pytest.approx((1 + 1 / np.log2(5)) / 3, abs=1e-6)
     assert row["n_users"] == 3 and row["seeds"] == [7] and row["seconds_per_user"] == 0.8
     assert row["same_users_ndcg@10"] == {"popularity": pytest.approx(1 / np.log2(3), abs=1e-6)}
-    assert row["ndcg@10_ci95"] > 0 and row["bundle"] == "runs/bundles/toy"
+    assert row["ndcg@10_ci95"] > 0 and row["bundle"] == "runs/bundles/toy" and row["config"] == ""
