@@ -344,6 +344,10 @@ def apply_verbose(verbose: bool) -> None:
 def parse_args(cls: type[T], argv: list[str] | None = None, description: str = "") -> T:
     """The standard script entry: ``--config FILE`` plus ``key=value`` overrides; ``--help``
     lists every setting of ``cls``."""
-    args = build_parser(cls, description).parse_args(argv)
+    parser = build_parser(cls, description)
+    args = parser.parse_args(argv)
     apply_verbose(args.verbose)
-    return load_config(cls, args.config, args.overrides)
+    try:
+        return load_config(cls, args.config, args.overrides)
+    except ConfigError as e:  # a bad setting is the user's to fix: one line naming it, no traceback
+        parser.exit(2, f"{parser.prog}: error: {e}\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from genrec.errors import ConfigError
 from genrec.training.collator import CALRecCollator
 from genrec.training.config import LossConfig
 from genrec.training.losses import IGNORE_INDEX
@@ -173,7 +174,7 @@ def test_queue_joins_only_the_objectives_named_in_queue_for(tiny_dir, tokenizer)
         queued = wrapped(**batch)
     assert queued["ut"].item() == pytest.approx(in_batch["ut"].item(), abs=1e-6)
     assert queued["tt"].item() > in_batch["tt"].item() + 1e-3
-    with pytest.raises(ValueError, match="loss.queue_for"):
+    with pytest.raises(ConfigError, match="loss.queue_for"):
         LossConfig(queue_for=["tt", "user"])
 
 

@@ -42,6 +42,15 @@ def test_bad_type_names_field():
         load_config(Outer, None, ["lora.r=abc"])
 
 
+def test_script_entry_reports_a_bad_setting_in_one_line(capsys):
+    from genrec.config import parse_args
+
+    with pytest.raises(SystemExit) as exc:
+        parse_args(Outer, ["lora.r=abc"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "config.lora.r: expected int" in err and "Traceback" not in err
+
+
 # -- --help: every setting with its dotted key, type, default and meaning ----------------------
 @dataclass
 class Commented:

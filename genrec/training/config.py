@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from genrec.data.source import DatasetSource
+from genrec.errors import ConfigError
 
 
 @dataclass
@@ -52,7 +53,7 @@ class LossConfig:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.queue_for) - {"tt", "ut"})
         if unknown:
-            raise ValueError(f"loss.queue_for: unknown objective(s) {unknown}; use tt and/or ut")
+            raise ConfigError(f"loss.queue_for: unknown objective(s) {unknown}; use tt and/or ut")
 
     @property
     def contrastive(self) -> bool:
