@@ -249,13 +249,11 @@ def write_ledger_row(cfg: EvalConfig, result: dict) -> dict:
     """The ledger's ``<dataset>.calrec`` row: opt and pes metrics of the generative path, its
     user count and 95% half-widths (a sampled run), seconds per user, and the other methods'
     NDCG@10 on the same users where they ran on them."""
-    import sys
-
-    from genrec.ledger import entry_from_reports, update_ledger
+    from genrec.ledger import entry_from_reports, script_argv, update_ledger
 
     reports, meta = result["reports"], result["methods"]
     report = reports["calrec"]
-    argv = sys.argv if sys.argv and sys.argv[0].endswith("evaluate.py") else ["eval/evaluate.py"]
+    argv = script_argv("eval/evaluate.py")
     extra: dict = {"ndcg@10_ci95": round(report["overall"]["opt_ci95"]["ndcg@10"], 6),
                    "ndcg@10_pes_ci95": round(report["overall"]["pes_ci95"]["ndcg@10"], 6),
                    "sampled": meta["calrec"]["sampled"], "bundle": cfg.generative.bundle}

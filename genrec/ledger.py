@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -51,6 +52,12 @@ def entry_from_reports(reports: Sequence[Mapping], seeds: Sequence[int], config:
         raise ValueError(f"seeds were evaluated on different user counts: {sorted(users)}")
     entry.update(n_users=users.pop(), seeds=[int(s) for s in seeds], config=config, command=command, **extra)
     return entry
+
+
+def script_argv(script: str) -> list[str]:
+    """The command line writing a ledger row: ``sys.argv`` when ``script`` (e.g.
+    ``eval/evaluate.py``) is what runs, else the bare script (a call from a test or a tool)."""
+    return sys.argv if sys.argv and sys.argv[0].endswith(Path(script).name) else [script]
 
 
 def read_ledger(path: str | os.PathLike) -> dict:

@@ -285,13 +285,10 @@ def _store_tuned(settings_path: Path, tuned: dict[str, dict], where: str) -> Non
 def _write_ledger(cfg: ModeEvalConfig, result: dict) -> None:
     """The issue's ledger rows: calrec_qrr, calrec_constrained (beam), calrec_rerank, and the
     best fused pair as ``fused``."""
-    from genrec.ledger import entry_from_reports, update_ledger
+    from genrec.ledger import entry_from_reports, script_argv, update_ledger
 
     dataset = cfg.ledger_dataset or result["dataset"]
-    import sys
-
-    argv = sys.argv if sys.argv and sys.argv[0].endswith("evaluate_modes.py") else ["eval/evaluate_modes.py"]
-    command = "python " + " ".join(argv)
+    command = "python " + " ".join(script_argv("eval/evaluate_modes.py"))
     reports, extra = result["reports"], result["extra"]
     names = {"calrec_qrr": "calrec_qrr", "calrec_constrained_beam": "calrec_constrained",
              "calrec_constrained_sample": "calrec_constrained_sample", "calrec_rerank": "calrec_rerank"}

@@ -16,6 +16,7 @@ from pathlib import Path
 from genrec.data.jsonl import read_json_lines
 from genrec.errors import ConfigError, DataError
 
+from .config import LossConfig
 from .stages import METRICS_FILE
 
 TRAIN_KEYS = ("loss", "nig", "tt", "ut")
@@ -77,7 +78,7 @@ def _negatives(config: Path) -> dict[str, tuple[int, int]] | None:
     batch = int(cfg.get("batch_size", 0))
     loss = cfg.get("loss") or {}
     queue = int(loss.get("queue_size", 0) or 0)
-    queued = loss.get("queue_for", ["tt", "ut"])
+    queued = loss.get("queue_for", LossConfig().queue_for)
     valid = int((cfg.get("validation") or {}).get("batch_size", 0))
     if not (batch and valid):
         return None

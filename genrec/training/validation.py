@@ -14,7 +14,7 @@ import numpy as np
 from genrec.data.dataset import Split
 from genrec.data.preprocess import truncate_history
 from genrec.prompting import PromptTemplate
-from genrec.training.config import ValidationConfig
+from genrec.training.config import TrainConfig, ValidationConfig
 
 
 def make_rank_fn(splits: dict[str, Split], template: PromptTemplate, tokenizer, cfg: ValidationConfig,
@@ -63,7 +63,7 @@ def make_rank_fn(splits: dict[str, Split], template: PromptTemplate, tokenizer, 
     return rank_fn
 
 
-def scorer_ut_reference(cfg, scorer_dirs: dict[str, str], taus: list[float]) -> dict[str, dict]:
+def scorer_ut_reference(cfg: TrainConfig, scorer_dirs: dict[str, str], taus: list[float]) -> dict[str, dict]:
     """Validation L_UT of ID models on a run's own validation rows and batches (``cfg``: its
     TrainConfig): for each scorer, InfoNCE over the users of each validation batch with its
     scores / τ, at every τ of ``taus`` and the best. Says how far below chance (ln of the
