@@ -3,6 +3,12 @@
     python bench/decoding.py              # 8 users, N_gen 10, 32 new tokens; the tree at 1M items
     python bench/decoding.py --quick      # about a minute: 1 user, the tree at 200k items
     python bench/decoding.py --threads 2  # torch threads (default 1: steadier on a shared CPU)
+    python bench/decoding.py --quick --bundle runs/bundles/scientific_full   # a trained bundle
+
+Without ``--bundle``: the untuned SmolLM2-135M with ``--template``. With ``--bundle DIR``: that
+bundle's model, template, BM25 index, prefix tree and prompt budget (the recommender's own
+prompts), the token budget its settings give unless ``--max-new-tokens`` says otherwise — what
+the Done-when of issue #12 names ("on the Scientific bundle").
 
 The reference is today's generative answer: N_gen free samples (transformers ``generate``,
 temperature 1) grounded by QRR BM25 over the whole catalog. Against it, in the same run on the
@@ -76,13 +82,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--users", type=int, default=0, help="default 8, quick 1")
     ap.add_argument("--n", type=int, default=10, help="N_gen: samples for QRR, beam width for constrained")
-    ap.add_argument("--max-new-tokens", type=int, default=32, help="token budget of both")
+    ap.add_argument("--max-new-tokens", type=int, default=0,
+                    help="token budget of both (default 32, or the bundle's)")
     ap.add_argument("--template", default=None)
+    ap.add_argument("--bundle", default=None, help="a bundle: its model, template, index, tree and prompts")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tree-items", type=int, default=0, help="synthetic tree size (default 1M, quick 200k)")
     args = ap.parse_args()
     users = args.users or (1 if args.quick else 8)
-    max_new = args.max_new_tokens
     tree_items = args.tree_items or (200_000 if args.quick else 1_000_000)
 
     import torch
@@ -97,20 +104,43 @@ def main() -> None:
     from genrec.grounding import BM25Index, qrr_batch
     from genrec.model_store import resolve_model
 
-    template = pick_template(args.template)
     dataset = read_dataset("lcrec", SCIENTIFIC)
-    catalog = dataset.catalog
-    t0 = time.perf_counter()
-    gen = HFGenerator(GenerationConfig(model=resolve_model("smollm2-135m"), n=args.n, max_new_tokens=max_new,
-                                       stop=template.terminator, seed=0))
-    load_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    index = BM25Index.build(item_texts(catalog, template))
-    bm25_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    trie = ItemTrie.from_catalog(catalog, template, gen.tokenizer)
-    trie_s = time.perf_counter() - t0
-    prompts = user_prompts(dataset, template, gen.tokenizer, users)
+    if args.bundle:
+        from genrec.bundle import Bundle
+
+        bundle = Bundle.load(args.bundle)
+        template, catalog = bundle.template, bundle.catalog
+        max_new = args.max_new_tokens or int(bundle.settings.generation.get("max_new_tokens", 32))
+        t0 = time.perf_counter()
+        gen = HFGenerator(bundle.generation_config("hf", n=args.n, max_new_tokens=max_new, seed=0,
+                                                   temperature=1.0, top_p=1.0, top_k=0))
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        index = bundle.index
+        bm25_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        trie = bundle.trie
+        trie_s = time.perf_counter() - t0
+        rec = bundle.recommender(generator=gen, tokenizer=gen.tokenizer)
+        histories = [dataset.sequences[u][:-1] for u in sorted(dataset.sequences) if len(dataset.sequences[u]) >= 4]
+        prompts = [rec.build_prompt(h) for h in histories[:users]]
+        model_name = f"bundle {args.bundle}"
+    else:
+        template = pick_template(args.template)
+        catalog = dataset.catalog
+        max_new = args.max_new_tokens or 32
+        t0 = time.perf_counter()
+        gen = HFGenerator(GenerationConfig(model=resolve_model("smollm2-135m"), n=args.n, max_new_tokens=max_new,
+                                           stop=template.terminator, seed=0))
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        index = BM25Index.build(item_texts(catalog, template))
+        bm25_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        trie = ItemTrie.from_catalog(catalog, template, gen.tokenizer)
+        trie_s = time.perf_counter() - t0
+        prompts = user_prompts(dataset, template, gen.tokenizer, users)
+        model_name = "SmolLM2-135M (untuned)"
 
     gen.generate(prompts[:1], n=2)  # warm-up: first-call allocations, stop-string tables
     gen.constrained_beam(prompts[:1], trie, width=2)
@@ -137,7 +167,7 @@ def main() -> None:
 
     qrr, beam = float(np.mean(qrr_times)), float(np.mean(beam_times))
     ratio = beam / qrr
-    print(f"SmolLM2-135M (untuned), transformers, {args.threads} thread(s); Scientific {len(catalog)} items, "
+    print(f"{model_name}, transformers, {args.threads} thread(s); Scientific {len(catalog)} items, "
           f"template {template.name}; {users} users, N_gen {args.n}, {max_new} new tokens (shared CPU: noisy)")
     print(f"model load {load_s:.1f} s, BM25 index {bm25_s:.1f} s, prefix tree {trie_s:.1f} s "
           f"({trie.num_nodes} nodes, {trie.nbytes() / 1e6:.2f} MB, depth {trie.depth}); target texts: median "
@@ -154,6 +184,7 @@ def main() -> None:
         "beam_tokens_per_item": round(float(np.mean(beam_lengths)), 1),
         "beam_items_per_user": round(float(np.mean(beam_items)), 1), "users": users, "n_gen": args.n,
         "max_new_tokens": max_new, "threads": args.threads, "catalog": "scientific", "catalog_items": len(catalog),
+        "model": model_name,
         "template": template.name, "tree_nodes": trie.num_nodes, "tree_bytes": trie.nbytes(),
         "targets_within_budget": round(fits, 3),
         "tree_at_scale": scale}))
