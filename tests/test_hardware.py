@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,21 @@ def test_fake_nvidia_smi_on_path_selects_cuda(tmp_path):
     out = subprocess.run([sys.executable, str(REPO / "genrec" / "hardware.py"), "cuda"], capture_output=True,
                          text=True, check=True, env=env).stdout.strip()
     assert out == "0"
+
+
+def test_busy_cores_between_counts_busy_jiffies_times_cores(monkeypatch):
+    from genrec import hardware
+
+    monkeypatch.setattr(hardware.os, "cpu_count", lambda: 2)
+    before = "cpu  100 0 50 800 50 0 0 0 0 0"
+    # 200 jiffies elapsed: 60 user + 40 system busy, 90 idle + 10 iowait -> half the time busy, on 2 cores
+    after = "cpu  160 0 90 890 60 0 0 0 0 0"
+    assert hardware.busy_cores_between(before, after) == 1.0
+    assert hardware.busy_cores_between(before, before) == 0.0  # no time elapsed: nothing measured
+
+
+def test_busy_cores_reads_this_machine():
+    from genrec.hardware import busy_cores
+
+    value = busy_cores(0.05)
+    assert 0.0 <= value <= (os.cpu_count() or 1) + 1e-9

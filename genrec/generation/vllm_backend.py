@@ -48,12 +48,13 @@ def _model_and_lora(cfg: GenerationConfig) -> tuple[str, str | None]:
 
 
 CPU_BINDINGS = ("auto", "all", "default")
-IDLE_LOAD = 0.5  # 1-minute load average below which the machine counts as idle (auto -> all)
+IDLE_LOAD = 0.5  # cores kept busy by other processes below which the machine counts as idle (auto -> all)
 
 
 def resolve_cpu_binding(binding: str = "auto", load: float | None = None) -> str:
-    """``auto`` -> ``all`` on an idle machine (1-minute load average below ``IDLE_LOAD``), else
-    ``default``; ``all`` and ``default`` as given.
+    """``auto`` -> ``all`` on an idle machine (other processes keep fewer than ``IDLE_LOAD`` cores
+    busy, :func:`genrec.hardware.busy_cores`, measured now rather than the lagging load average),
+    else ``default``; ``all`` and ``default`` as given.
 
     Why it depends on the load (2-core EPYC, SmolLM2-135M): on an idle machine both cores for the
     model's matmuls won (the issue's measurement: 80 s with vLLM's default one core, 47 s with
@@ -70,7 +71,9 @@ def resolve_cpu_binding(binding: str = "auto", load: float | None = None) -> str
     if binding != "auto":
         return binding
     if load is None:
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        from genrec.hardware import busy_cores
+
+        load = busy_cores()
     return "all" if load < IDLE_LOAD else "default"
 
 
