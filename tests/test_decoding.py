@@ -187,3 +187,20 @@ def test_batched_beam_search_equals_one_prompt_at_a_time(generator, trie):
             alone = beam_search(HFStepper(generator.model), trie, one, width, 12)
             assert [d.token_ids for d in got] == [d.token_ids for d in alone]
             assert [d.score for d in got] == pytest.approx([d.score for d in alone], abs=1e-4)
+
+
+def test_batched_sampling_equals_one_prompt_at_a_time(generator, trie):
+    from genrec.decoding.constrained import HFBatchStepper, sample_many
+
+    prompts = [PROMPT, "Bought:\n- X\nNext:\n", "Bought:\n- Red Wool Hat\n- Blue\n- Red Wool Scarf\nNext:\n"]
+    ids = [generator.prompt_ids(p) for p in prompts]
+    assert len({len(i) for i in ids}) == 3  # different lengths: left padding is exercised
+    for temperature in (1.0, 0.0):
+        batched = sample_many(HFBatchStepper(generator.model), trie, ids, 12, 12, temperature=temperature,
+                              seeds=[7, 8, 9])
+        for one, seed, got in zip(ids, (7, 8, 9), batched):
+            alone = sample(HFStepper(generator.model), trie, one, 12, 12, temperature=temperature, seed=seed)
+            assert [(d.token_ids, d.count, d.items) for d in got] == [(d.token_ids, d.count, d.items) for d in alone]
+            assert [d.score for d in got] == pytest.approx([d.score for d in alone], abs=1e-4)
+            assert sum(d.count for d in got) == 12
+    assert sample_many(HFBatchStepper(generator.model), trie, ids, 0, 12) == [[], [], []]

@@ -244,6 +244,44 @@ def _filter(logits: np.ndarray, top_k: int, top_p: float) -> np.ndarray:
     return order
 
 
+def _draw(trie: ItemTrie, nodes: np.ndarray, scores: np.ndarray, paths: list[tuple[int, ...]],
+          logp: np.ndarray, rng: np.random.Generator, temperature: float, top_k: int, top_p: float) -> None:
+    """Every row draws its next token among its node's children (in place; rows in order, so
+    one prompt's draws depend only on its own generator and log-probs)."""
+    for r, node in enumerate(nodes):
+        toks, kids = trie.children(int(node))
+        raw = logp[r, toks].astype(np.float64)
+        if temperature <= 0:
+            j = int(np.argmax(raw))
+        else:
+            cand = _filter(raw / temperature, top_k, top_p)
+            w = np.exp((raw[cand] - raw[cand].max()) / temperature)
+            j = int(cand[rng.choice(cand.size, p=w / w.sum())])
+        scores[r] += raw[j]
+        nodes[r] = kids[j]
+        paths[r] = paths[r] + (int(toks[j]),)
+
+
+def _settle(trie: ItemTrie, nodes: np.ndarray, scores: np.ndarray, paths: list[tuple[int, ...]],
+            done: dict[int, list]) -> list[int]:
+    """Rows that reached an item's end are filed in ``done`` (node -> [score, path, count]);
+    returns the rows still inside the tree."""
+    live = []
+    for r, node in enumerate(nodes):
+        if trie.is_end(int(node)):
+            entry = done.setdefault(int(node), [float(scores[r]), paths[r], 0])
+            entry[2] += 1
+        else:
+            live.append(r)
+    return live
+
+
+def _merged(trie: ItemTrie, done: dict[int, list]) -> list[Decoded]:
+    out = [Decoded(tuple(int(i) for i in trie.items_at(node)), s, toks, c) for node, (s, toks, c) in done.items()]
+    out.sort(key=lambda d: (-d.score, d.token_ids))
+    return out
+
+
 def sample(stepper: Stepper, trie: ItemTrie, prompt_ids: Sequence[int], n: int, max_new_tokens: int,
            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = 0) -> list[Decoded]:
     """``n`` samples drawn inside the tree, merged by path (``count`` = how many took it),
@@ -265,36 +303,58 @@ def sample(stepper: Stepper, trie: ItemTrie, prompt_ids: Sequence[int], n: int, 
     cache_rows = np.zeros(n, dtype=np.int64)  # which cache row each live row continues
     done: dict[int, list] = {}
     for step in range(max_new_tokens):
-        for r, node in enumerate(nodes):
-            toks, kids = trie.children(int(node))
-            raw = logp[r, toks].astype(np.float64)
-            if temperature <= 0:
-                j = int(np.argmax(raw))
-            else:
-                cand = _filter(raw / temperature, top_k, top_p)
-                w = np.exp((raw[cand] - raw[cand].max()) / temperature)
-                j = int(cand[rng.choice(cand.size, p=w / w.sum())])
-            scores[r] += raw[j]
-            nodes[r] = kids[j]
-            paths[r] = paths[r] + (int(toks[j]),)
-        tokens = np.array([p[-1] for p in paths], dtype=np.int64)
-        live = []
-        for r, node in enumerate(nodes):
-            if trie.is_end(int(node)):
-                entry = done.setdefault(int(node), [float(scores[r]), paths[r], 0])
-                entry[2] += 1
-            else:
-                live.append(r)
+        _draw(trie, nodes, scores, paths, logp, rng, temperature, top_k, top_p)
+        live = _settle(trie, nodes, scores, paths, done)
         if not live or step + 1 == max_new_tokens:
             break
         keep = np.asarray(live)
-        logp, cache = stepper.step(cache, cache_rows[keep], tokens[keep])
+        tokens = np.array([paths[r][-1] for r in live], dtype=np.int64)
+        logp, cache = stepper.step(cache, cache_rows[keep], tokens)
         nodes, scores = nodes[keep], scores[keep]
         paths = [paths[r] for r in live]
         cache_rows = np.arange(keep.size)
-    out = [Decoded(tuple(int(i) for i in trie.items_at(node)), s, toks, c) for node, (s, toks, c) in done.items()]
-    out.sort(key=lambda d: (-d.score, d.token_ids))
-    return out
+    return _merged(trie, done)
+
+
+def sample_many(stepper: HFBatchStepper, trie: ItemTrie, prompts: Sequence[Sequence[int]], n: int,
+                max_new_tokens: int, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                seeds: Sequence[int | None] | None = None) -> list[list[Decoded]]:
+    """:func:`sample` for several prompts in one batch (prompt p drawing from its own generator
+    seeded ``seeds[p]``): the same draws as one prompt at a time, their rows stepped together,
+    so each forward pass multiplies N_gen × prompts rows instead of N_gen (measured on the
+    Scientific evaluation: 3.4-4.3 s a user one prompt at a time)."""
+    if n <= 0 or not prompts:
+        return [[] for _ in prompts]
+    seeds = list(seeds) if seeds is not None else [0] * len(prompts)
+    rngs = [np.random.default_rng(s) for s in seeds]
+    logp = stepper.prefill(prompts)
+    count = len(prompts)
+    rows_of = [np.full(n, u, dtype=np.int64) for u in range(count)]  # each prompt's rows of logp
+    nodes = [np.zeros(n, dtype=np.int64) for _ in range(count)]
+    scores = [np.zeros(n) for _ in range(count)]
+    paths: list[list[tuple[int, ...]]] = [[()] * n for _ in range(count)]
+    done: list[dict[int, list]] = [{} for _ in range(count)]
+    active = list(range(count))
+    for step in range(max_new_tokens):
+        parents, toks, still, start = [], [], [], 0
+        for u in active:
+            _draw(trie, nodes[u], scores[u], paths[u], logp[rows_of[u]], rngs[u], temperature, top_k, top_p)
+            live = _settle(trie, nodes[u], scores[u], paths[u], done[u])
+            if not live or step + 1 == max_new_tokens:
+                continue
+            keep = np.asarray(live)
+            parents.append(rows_of[u][keep])
+            toks.append(np.array([paths[u][r][-1] for r in live], dtype=np.int64))
+            nodes[u], scores[u] = nodes[u][keep], scores[u][keep]
+            paths[u] = [paths[u][r] for r in live]
+            rows_of[u] = np.arange(start, start + keep.size)
+            start += keep.size
+            still.append(u)
+        active = still
+        if not active:
+            break
+        logp = stepper.step(np.concatenate(parents), np.concatenate(toks))
+    return [_merged(trie, d) for d in done]
 
 
 def catalog_signal(decoded: Sequence[Decoded], num_items: int) -> np.ndarray:

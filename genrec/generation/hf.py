@@ -116,14 +116,17 @@ class HFGenerator:
     def constrained_sample(self, prompts: list[str], trie, n: int | None = None,
                            seed: int | None = None) -> list[list]:
         """N_gen samples inside the item prefix tree per prompt (prompt p seeded ``seed + p``),
-        merged by item path."""
-        from genrec.decoding.constrained import HFStepper, sample
+        merged by item path; the prompts' rows stepped together."""
+        from genrec.decoding.constrained import HFBatchStepper, sample_many
 
+        if not prompts:
+            return []
         cfg = self.cfg
         seed = cfg.seed if seed is None else seed
-        stepper = HFStepper(self.model)
-        return [sample(stepper, trie, self.prompt_ids(p), n or cfg.n, cfg.max_new_tokens, cfg.temperature,
-                       cfg.top_k, cfg.top_p, None if seed is None else seed + i) for i, p in enumerate(prompts)]
+        stepper = HFBatchStepper(self.model, self.tokenizer.pad_token_id or 0)
+        return sample_many(stepper, trie, [self.prompt_ids(p) for p in prompts], n or cfg.n, cfg.max_new_tokens,
+                           cfg.temperature, cfg.top_k, cfg.top_p,
+                           [None if seed is None else seed + i for i in range(len(prompts))])
 
     @torch.no_grad()
     def score_candidates(self, prompt: str, continuations: list[list[int]]) -> list[float]:
