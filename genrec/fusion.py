@@ -25,8 +25,9 @@ from genrec.errors import ConfigError
 METHODS = ("none", "zsum", "rrf")
 # Why the grids reach this low: a generative mode scores a few dozen of the catalog's items, so their
 # z-scores are large (~sqrt(N / present): ~10-20 on Scientific's 4,344 items) and a small w already
-# moves them a whole fallback standard deviation; on Scientific validation (200 users, 2026-11-30)
-# zsum's best w was the old grid's lowest (0.02) for three of four modes, and rrf's for three too.
+# moves them a whole fallback standard deviation. On Scientific validation (200 users, 2026-11-30)
+# zsum's best w was the old grid's lowest (0.02) for three of four modes; the points below it, added
+# then, scored lower (0.002-0.01), so the optimum there is inside the grid, not beyond its edge.
 ZSUM_WEIGHTS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 RRF_WEIGHTS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 RRF_CS = (10.0, 60.0)
