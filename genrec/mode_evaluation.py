@@ -254,7 +254,7 @@ def run_mode_evaluation(cfg: ModeEvalConfig) -> dict:
         result = {"dataset": split.dataset.name, "split": cfg.split, "mask_history": cfg.mask_history,
                   "catalog_size": n_items, "n_users": len(examples), "bundle": cfg.bundle,
                   "n_gen": settings.n_gen, "rerank_m": settings.rerank_m, "reports": reports, "extra": extra,
-                  "tuned": tuned, "config": to_dict(cfg)}
+                  "tuned": tuned, "validation_tuned": tuned or settings.fusion.tuned, "config": to_dict(cfg)}
         if cfg.ledger:
             _write_ledger(cfg, result)
         (out / "results.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
@@ -300,8 +300,21 @@ def _write_ledger(cfg: ModeEvalConfig, result: dict) -> None:
     fused = [k for k in reports if k.startswith("fused_")]
     if fused:
         best = max(fused, key=lambda k: reports[k]["overall"]["opt"]["ndcg@10"])
+        info = dict(extra[best])
+        pick = validation_pick(result.get("validation_tuned") or {}, fused)
+        if pick:  # the pair validation chose: no choice made on these test users
+            info["validation_pick"] = {"fused": pick, "ndcg@10": round(reports[pick]["overall"]["opt"]["ndcg@10"], 6),
+                                       **{k: extra[pick][k] for k in ("delta_vs_fallback", "delta_vs_fallback_ci95")}}
         update_ledger(cfg.ledger, dataset, "fused", entry_from_reports(
-            [reports[best]], [cfg.seed], cfg.bundle, command, fused=best, **extra[best]))
+            [reports[best]], [cfg.seed], cfg.bundle, command, fused=best, **info))
+
+
+def validation_pick(tuned: dict[str, dict], fused: list[str]) -> str | None:
+    """The fused pair (``fused_<mode>_<method>``) with the best validation NDCG@10 among those
+    evaluated; ``tuned`` is the bundle's ``fusion.tuned`` ("mode/method" -> {"ndcg@10", ...})."""
+    scored = {f"fused_{k.replace('/', '_')}": v["ndcg@10"] for k, v in tuned.items() if "ndcg@10" in v}
+    candidates = [k for k in fused if k in scored]
+    return max(candidates, key=lambda k: scored[k]) if candidates else None
 
 
 def results_markdown(result: dict) -> str:

@@ -286,6 +286,11 @@ def test_mode_evaluation_tunes_on_valid_and_resumes(bundle, tmp_path):
     fused = ledger["fused"]
     assert fused["fallback_ndcg@10"] == round(reports["fallback"]["overall"]["opt"]["ndcg@10"], 6)
     assert len(fused["delta_vs_fallback_ci95"]) == 2 and fused["fused"].startswith("fused_")
+    # and the pair validation chose, reported beside the best on these users
+    chosen = max(tuned.tuned, key=lambda k: tuned.tuned[k]["ndcg@10"])
+    assert fused["validation_pick"]["fused"] == "fused_" + chosen.replace("/", "_")
+    assert fused["validation_pick"]["ndcg@10"] == round(reports[fused["validation_pick"]["fused"]]["overall"]["opt"]
+                                                       ["ndcg@10"], 6)
 
 
 def test_warm_loads_the_tree_and_the_generator_of_the_mode(catalog, template, generator, tokenizer):
@@ -307,3 +312,14 @@ def test_warm_loads_the_tree_and_the_generator_of_the_mode(catalog, template, ge
     assert made == [1] and isinstance(rec._trie, ItemTrie)
     answer = rec.recommend(["i5"])  # the QRR-only generator cannot; the built one runs the beams
     assert answer.mode == MODE_BEAM and made == [1]
+
+
+def test_validation_pick_is_the_best_tuned_pair_among_those_evaluated():
+    from genrec.mode_evaluation import validation_pick
+
+    tuned = {"qrr/zsum": {"weight": 0.02, "ndcg@10": 0.10}, "rerank/zsum": {"weight": 0.2, "ndcg@10": 0.20},
+             "constrained_beam/rrf": {"weight": 0.5, "ndcg@10": 0.30}}
+    assert validation_pick(tuned, ["fused_qrr_zsum", "fused_rerank_zsum"]) == "fused_rerank_zsum"
+    assert validation_pick(tuned, ["fused_constrained_beam_rrf", "fused_qrr_zsum"]) == "fused_constrained_beam_rrf"
+    assert validation_pick(tuned, ["fused_rerank_rrf"]) is None  # nothing tuned for it
+    assert validation_pick({}, ["fused_qrr_zsum"]) is None
