@@ -47,7 +47,9 @@ def test_update_merges_and_keeps_other_rows(tmp_path):
 def test_table_shows_mean_and_std():
     e = entry_from_reports([_report(0.07, 0.03), _report(0.08, 0.05)], [1, 2], "c.yaml", "python x")
     table = format_entries({"sasrec": e})
-    assert "| sasrec | 2 | 0.0750 ± 0.0071 | 0.1500 |" in table
+    assert "| sasrec | 2 | 0.0750 ± 0.0071 (pes 0.0740) | 0.1500 |" in table  # ties: the pessimistic beside it
+    untied = {**e, "ndcg@10_pes": e["ndcg@10"]}
+    assert "| sasrec | 2 | 0.0750 ± 0.0071 | 0.1500 |" in format_entries({"sasrec": untied})
     from genrec.ledger import format_groups
 
     assert "| sasrec | 0.0750 | 0.0400 | 0.0400 | 0.0400 | 0.0400 |" in format_groups({"sasrec": e})
