@@ -322,7 +322,7 @@ def sample_many(stepper: HFBatchStepper, trie: ItemTrie, prompts: Sequence[Seque
     """:func:`sample` for several prompts in one batch (prompt p drawing from its own generator
     seeded ``seeds[p]``): the same draws as one prompt at a time, their rows stepped together,
     so each forward pass multiplies N_gen × prompts rows instead of N_gen (measured on the
-    Scientific evaluation: 3.4-4.3 s a user one prompt at a time)."""
+    Scientific evaluation: 3.4-4.3 s a user one prompt at a time, 1.71 s in batches of 8)."""
     if n <= 0 or not prompts:
         return [[] for _ in prompts]
     seeds = list(seeds) if seeds is not None else [0] * len(prompts)
