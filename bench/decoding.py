@@ -95,7 +95,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from bench.generation import user_prompts  # the same users' prompts as the generation bench
+    from bench.generation import user_histories, user_prompts  # the generation bench's users
     from genrec.bundle import item_texts
     from genrec.data.readers import read_dataset
     from genrec.decoding.trie import ItemTrie
@@ -122,8 +122,7 @@ def main() -> None:
         trie = bundle.trie
         trie_s = time.perf_counter() - t0
         rec = bundle.recommender(generator=gen, tokenizer=gen.tokenizer)
-        histories = [dataset.sequences[u][:-1] for u in sorted(dataset.sequences) if len(dataset.sequences[u]) >= 4]
-        prompts = [rec.build_prompt(h) for h in histories[:users]]
+        prompts = [rec.build_prompt(h) for h in user_histories(dataset, users)]  # the generation bench's users
         model_name = f"bundle {args.bundle}"
     else:
         template = pick_template(args.template)

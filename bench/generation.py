@@ -65,17 +65,22 @@ def load_data(users: int, tokenizer):
     return name, prompts, BM25Index.build(item_texts(dataset.catalog, template))
 
 
-def user_prompts(dataset, template, tokenizer, users: int) -> list[str]:
-    """Prompts (history without the last item, at most 512 tokens) of the first ``users`` users with >= 4 items."""
-    prompts = []
+def user_histories(dataset, users: int) -> list[list[int]]:
+    """Histories (every item but the last) of the first ``users`` users with >= 4 items."""
+    out = []
     for user in sorted(dataset.sequences):
         seq = dataset.sequences[user]
         if len(seq) >= 4:
-            items = [dataset.catalog[i] for i in seq[:-1]]
-            prompts.append(template.render_history(items, tokenizer=tokenizer, max_tokens=512))
-        if len(prompts) == users:
+            out.append(list(seq[:-1]))
+        if len(out) == users:
             break
-    return prompts
+    return out
+
+
+def user_prompts(dataset, template, tokenizer, users: int) -> list[str]:
+    """Prompts (at most 512 tokens) of :func:`user_histories`."""
+    return [template.render_history([dataset.catalog[i] for i in h], tokenizer=tokenizer, max_tokens=512)
+            for h in user_histories(dataset, users)]
 
 
 def matmul_gflops(dtype_name: str, size: int = 2048, reps: int = 5) -> float:
