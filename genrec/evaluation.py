@@ -42,6 +42,7 @@ class GenerativeEvalSettings:
     n: int | None = None                # N_gen override
     max_new_tokens: int | None = None   # longest generated item text (None: the bundle's setting)
     temperature: float | None = None    # sampling temperature override (None: the bundle's setting)
+    engine: dict = field(default_factory=dict)  # engine settings for this run (enforce_eager, vllm_kwargs)
     batch_users: int = 8                # users per generate call when not streaming (transformers, stream: false)
     stream: bool = True                 # vllm: all users through one engine, each logged as it finishes
     window: int = 64                    # users inside the engine at once when streaming
@@ -124,6 +125,9 @@ class GenerativeRanker:
                               f"the dataset {catalog_size}")
         overrides = {k: v for k, v in (("n", settings.n), ("max_new_tokens", settings.max_new_tokens),
                                        ("temperature", settings.temperature)) if v is not None}
+        # Meant for engine settings (enforce_eager, vllm_kwargs: speed, not what is sampled), so a
+        # long run may change them between resumed pieces without mixing two setups' outputs.
+        overrides.update(settings.engine)
         self.recommender = self.bundle.recommender(backend=settings.backend, **overrides)
         self.settings = settings
         self.log_path = log_path

@@ -323,3 +323,19 @@ def test_validation_pick_is_the_best_tuned_pair_among_those_evaluated():
     assert validation_pick(tuned, ["fused_constrained_beam_rrf", "fused_qrr_zsum"]) == "fused_constrained_beam_rrf"
     assert validation_pick(tuned, ["fused_rerank_rrf"]) is None  # nothing tuned for it
     assert validation_pick({}, ["fused_qrr_zsum"]) is None
+
+
+def test_evaluation_engine_settings_reach_the_generator(bundle, tmp_path):
+    """generative.engine: settings of this run's generation engine over the bundle's, unknown
+    ones refused with the field named (a long run changes them between resumed pieces)."""
+    from genrec.errors import ConfigError
+    from genrec.evaluation import GenerativeEvalSettings, GenerativeRanker
+
+    settings = GenerativeEvalSettings(bundle=str(bundle.path), backend="hf", max_new_tokens=3,
+                                      engine={"enforce_eager": False, "vllm_kwargs": {"max_num_seqs": 512}})
+    cfg = GenerativeRanker(settings, tmp_path / "ranks.jsonl", len(bundle.catalog)).recommender.generator.cfg
+    assert (cfg.enforce_eager, cfg.vllm_kwargs, cfg.max_new_tokens, cfg.dtype) == (False, {"max_num_seqs": 512}, 3,
+                                                                                   "float32")
+    settings.engine = {"max_num_seqs": 512}  # a vLLM argument, which belongs in vllm_kwargs
+    with pytest.raises(ConfigError, match="unknown setting.*max_num_seqs"):
+        GenerativeRanker(settings, tmp_path / "ranks.jsonl", len(bundle.catalog))
