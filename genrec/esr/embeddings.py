@@ -64,6 +64,7 @@ class EncoderConfig:
     pooling: str = "mean"  # llm: mean (over the text's tokens) | last (the last token's state)
     layer: int = 0  # llm: 0 = the last layer (after the final norm); k = the output of block k (k blocks run)
     token_budget: int = 8192  # llm: padded tokens per batch (texts sorted by length, so padding is small)
+    compile: bool = False  # llm: torch.compile the model (dynamic shapes): ~1.5 min once, then ~1.2x tokens/s
     batch_size: int = 64  # sentence-transformers batch size
     dtype: str = "auto"  # llm: auto = bfloat16 on CUDA or a CPU with native bf16 kernels, else float32
     threads: int = 0  # torch threads while encoding; 0 = every core
@@ -116,7 +117,7 @@ class LLMEncoder:
 
     def __init__(self, spec: str = "smollm2-135m", max_length: int = 512, batch_size: int = 32,
                  dtype: str = "auto", model=None, tokenizer=None, encoder_id: str | None = None,
-                 pooling: str = "mean", layer: int = 0, token_budget: int = 8192) -> None:
+                 pooling: str = "mean", layer: int = 0, token_budget: int = 8192, compile: bool = False) -> None:
         if pooling not in POOLINGS:
             raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         self.max_length = max_length
@@ -127,6 +128,7 @@ class LLMEncoder:
         self.dtype = inference_dtype(dtype)
         self.pooling = pooling
         self.layer = layer
+        self.compile = compile
         self._path = None
         self._model = None  # loaded on first use when only a spec is given
         how = f"{pooling}{'' if not layer else f':layer{layer}'}"
@@ -156,7 +158,17 @@ class LLMEncoder:
             if getattr(model.config, "layer_types", None):
                 model.config.layer_types = model.config.layer_types[: self.layer]
             model.norm = nn.Identity()  # the block's own output, as the hidden_states of that layer
-        self._model = model.eval()
+        model = model.eval()
+        if self.compile:
+            import torch
+
+            # Inductor fuses the norms, rotary and gated-MLP elementwise work around the matmuls:
+            # SmolLM2-135M in bf16 on this 2-core EPYC, 400 Scientific item prompts: 1,225 tokens/s
+            # against 1,008 eager, vectors at cosine >= 0.99995 of the eager ones. dynamic=True: one
+            # graph for every batch shape. The compile (~1.5 min, in the first encode call) pays
+            # off from roughly 500k tokens, hence off by default.
+            model = torch.compile(model, dynamic=True)
+        self._model = model
         self.tokenizer = tokenizer
 
     @property
@@ -285,7 +297,7 @@ def make_encoder(cfg: EncoderConfig) -> TextEncoder:
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     if cfg.kind == "llm":
         return LLMEncoder(cfg.model, max_length=cfg.max_length, batch_size=cfg.batch_size, dtype=cfg.dtype,
-                          pooling=cfg.pooling, layer=cfg.layer, token_budget=cfg.token_budget)
+                          pooling=cfg.pooling, layer=cfg.layer, token_budget=cfg.token_budget, compile=cfg.compile)
     if cfg.kind in ("sentence-transformers", "st"):
         return SentenceTransformerEncoder(cfg.model, batch_size=cfg.batch_size, max_length=cfg.max_length)
     raise ConfigError(f"encoder.kind must be 'llm' or 'sentence-transformers', got {cfg.kind!r}")
