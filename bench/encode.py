@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     enc.model  # noqa: B018 (loads the model and its tokenizer)
     lengths = [len(x) for x in enc.tokenizer(texts, truncation=True, max_length=args.max_length)["input_ids"]]
     real = sum(lengths)
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    genrec_threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(genrec_threads)
     t0 = time.perf_counter()
     enc.encode(texts[:8], progress=False)  # warm-up: first-call allocations (and the compile, with --compile)
     warmup = time.perf_counter() - t0
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         ref, computed = reference_encode(ref_enc, texts)
         secs = time.perf_counter() - t0
         rows.append(("reference (fp32, batch 32, char order)", torch.get_num_threads(), secs, real / secs, 1 - real / computed))
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    torch.set_num_threads(genrec_threads)  # back from the reference's setting
     computed = sum(len(b) * max(lengths[i] for i in b) for b in enc.batches(lengths))
     t0 = time.perf_counter()
     new = enc.encode(texts, progress=False)

@@ -162,7 +162,6 @@ def test_last_token_and_middle_layer_pooling_match_the_full_models_hidden_states
         LLMEncoder(model=_tiny_llama(tokenizer), tokenizer=tokenizer, layer=4, encoder_id="t")
 
 
-
 def test_compiled_encoder_gives_the_eager_vectors(tokenizer):
     """encoder.compile: torch.compile with dynamic shapes, every batch shape through the one
     compiled model (budget 40 gives batches of 1-4 texts), the vectors of the eager model."""
@@ -171,6 +170,7 @@ def test_compiled_encoder_gives_the_eager_vectors(tokenizer):
                           compile=True)
     assert isinstance(compiled.model, torch._dynamo.eval_frame.OptimizedModule) and compiled.dim == eager.dim
     np.testing.assert_allclose(compiled.encode(TEXTS, progress=False), eager.encode(TEXTS, progress=False), atol=1e-5)
+
 
 def test_pca_and_whitening_by_hand():
     from genrec.esr.embeddings import postprocess
