@@ -126,6 +126,29 @@ def test_trainer_learns_saves_best_and_resumes_after_a_kill(tmp_path):
     assert (1.0 / opt).mean() > (1.0 / opt0).mean()
 
 
+def test_a_checkpoint_saved_before_a_setting_existed_resumes_at_its_default(tmp_path):
+    """A run started by an older genrec (its saved settings lack ``ffn`` and ``activation``,
+    added later with the old behaviour as default) resumes; the same run with the new setting
+    changed does not."""
+    train, valid = _toy_split()
+    cfg = TrainConfig(lr=5e-3, batch_size=16, epochs=2, patience=100, threads=1)
+    torch.manual_seed(0)
+    model = DualViewModel(ESRConfig.sasrec(hidden=16, dropout=0.1, max_len=20), 30)
+    Trainer(model, train, valid, cfg, tmp_path).fit()
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    for key in ("ffn", "activation"):
+        del state["settings"]["model"][key]
+    del state["settings"]["train"]["loss"]["pop_power"]
+    torch.save(state, tmp_path / "last.pt")
+    resumed = Trainer(DualViewModel(ESRConfig.sasrec(hidden=16, dropout=0.1, max_len=20), 30), train, valid,
+                      TrainConfig(**{**cfg.__dict__, "epochs": 3}), tmp_path).fit()
+    assert resumed["epochs_run"] == 3
+    torch.save(state, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="other settings"):
+        Trainer(DualViewModel(ESRConfig.sasrec(hidden=16, dropout=0.1, max_len=20, activation="gelu"), 30),
+                train, valid, TrainConfig(**{**cfg.__dict__, "epochs": 3}), tmp_path).fit()
+
+
 def test_evaluate_masks_history_like_the_shared_metric(scorer):
     examples = [Example("a", (1, 2, 3), 4), Example("b", (9, 4), 4)]
     opt, pes = evaluate(scorer, examples)

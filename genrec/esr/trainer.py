@@ -128,6 +128,19 @@ def evaluate(model_or_scores, examples: Sequence[Example], batch_size: int = 512
     return opt, pes
 
 
+def _train_settings(cfg: TrainConfig) -> dict:
+    """The training settings a checkpoint must share with the run resuming it."""
+    return {k: asdict(v) if is_dataclass(v) else v for k, v in cfg.__dict__.items()
+            if k not in ("epochs", "patience", "eval_batch_size", "threads")}
+
+
+def _fill_missing(saved, defaults):
+    """``saved`` with each key it lacks (at any depth) taken from ``defaults``."""
+    if not isinstance(saved, dict) or not isinstance(defaults, dict):
+        return saved
+    return {**defaults, **{k: _fill_missing(v, defaults.get(k)) for k, v in saved.items()}}
+
+
 class Trainer:
     """Trains a :class:`FallbackModel` on training sequences; keeps the best by validation NDCG@10."""
 
@@ -205,10 +218,15 @@ class Trainer:
 
     def _settings(self) -> dict:
         """What must match for a checkpoint to be resumed (epochs and patience may grow)."""
-        train = {k: asdict(v) if is_dataclass(v) else v for k, v in self.cfg.__dict__.items()
-                 if k not in ("epochs", "patience", "eval_batch_size", "threads")}
-        return {"model": self.model.cfg.to_dict(), "train": train, "num_items": self.model.num_items,
-                "users": len(self.users)}
+        return {"model": self.model.cfg.to_dict(), "train": _train_settings(self.cfg),
+                "num_items": self.model.num_items, "users": len(self.users)}
+
+    def _saved_settings(self, saved: dict | None) -> dict | None:
+        """A checkpoint's settings with every setting added to genrec since it was saved at its
+        default: a new setting's default is the behaviour before it existed, so a run started
+        by an older genrec resumes under a newer one."""
+        defaults = {"model": type(self.model.cfg)().to_dict(), "train": _train_settings(type(self.cfg)())}
+        return _fill_missing(saved, defaults)
 
     def validate(self) -> dict[str, float]:
         opt, _ = evaluate(self.model, self.valid, self.cfg.eval_batch_size)
@@ -223,7 +241,7 @@ class Trainer:
         last, best_path = self.out / "last.pt", self.out / "best.pt"
         if last.exists():
             state = torch.load(last, weights_only=False)
-            if state.get("settings") != self._settings():
+            if self._saved_settings(state.get("settings")) != self._settings():
                 raise ResumeMismatchError(f"{last}: checkpoint of a run with other settings; use another output folder "
                                  f"or delete it (saved: {state.get('settings')}, now: {self._settings()})")
             self.model.load_state_dict(state["model"])
