@@ -62,6 +62,7 @@ class EvalConfig:
     generative: GenerativeEvalSettings = field(default_factory=GenerativeEvalSettings)  # the calrec path
     ledger: str | None = None           # results ledger (docs/results/summary.json) to write the calrec row to
     ledger_dataset: str | None = None   # its dataset key (None: the dataset's name)
+    ledger_method: str = "calrec"       # its method key (another name keeps a second setup's row beside it)
 
 
 def _examples(split: Split, which: str) -> list[Example]:
@@ -250,7 +251,7 @@ def run_evaluation(cfg: EvalConfig, split: Split | None = None) -> dict:
 
 
 def write_ledger_row(cfg: EvalConfig, result: dict) -> dict:
-    """The ledger's ``<dataset>.calrec`` row: opt and pes metrics of the generative path, its
+    """The ledger's ``<dataset>.<ledger_method>`` row: opt and pes metrics of the generative path, its
     user count and 95% half-widths (a sampled run), seconds per user, and the other methods'
     NDCG@10 on the same users where they ran on them."""
     from genrec.ledger import entry_from_reports, script_argv, update_ledger
@@ -269,7 +270,7 @@ def write_ledger_row(cfg: EvalConfig, result: dict) -> dict:
         extra["same_users_ndcg@10"] = same
     config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else ""
     entry = entry_from_reports([report], [cfg.seed], config, "python " + " ".join(argv), **extra)
-    update_ledger(cfg.ledger, cfg.ledger_dataset or result["dataset"], "calrec", entry)
+    update_ledger(cfg.ledger, cfg.ledger_dataset or result["dataset"], cfg.ledger_method, entry)
     return entry
 
 

@@ -125,3 +125,9 @@ def test_ledger_row_of_the_generative_path(tmp_path):
     assert row["n_users"] == 3 and row["seeds"] == [7] and row["seconds_per_user"] == 0.8
     assert row["same_users_ndcg@10"] == {"popularity": pytest.approx(1 / np.log2(3), abs=1e-6)}
     assert row["ndcg@10_ci95"] > 0 and row["bundle"] == "runs/bundles/toy" and row["config"] == ""
+    # a second setup's row under its own name leaves the first one as it was
+    cfg.ledger_method = "calrec_all_users"
+    result["methods"]["calrec"]["seconds_per_user"] = 0.5
+    write_ledger_row(cfg, result)
+    rows = json.loads((tmp_path / "summary.json").read_text())["toy"]
+    assert rows["calrec"] == row and rows["calrec_all_users"]["seconds_per_user"] == 0.5
