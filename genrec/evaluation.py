@@ -133,6 +133,23 @@ class GenerativeRanker:
         self.settings = settings
         self.log_path = log_path
 
+    def _check_sampling(self) -> None:
+        """Refuse to add to a log written under other sampling settings (bundle, backend, N_gen,
+        token budget, temperature): its users would mix two setups. The settings sit next to
+        the log; engine settings (speed only) may change between pieces."""
+        s = self.settings
+        now = {"bundle": s.bundle, "backend": s.backend, "n": s.n, "max_new_tokens": s.max_new_tokens,
+               "temperature": s.temperature}
+        path = self.log_path.with_name(self.log_path.stem + ".settings.json")
+        if path.exists():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved != now:
+                raise ConfigError(f"{self.log_path}: logged with other sampling settings ({saved}, in {path}) "
+                                  f"than now ({now}); use another output_dir, or delete both files to start over")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(now) + "\n", encoding="utf-8")
+
     def done(self) -> dict[str, dict]:
         out = {}
         if self.log_path.exists():
@@ -154,6 +171,7 @@ class GenerativeRanker:
         from genrec.generation.streaming import stream_samples
 
         _drop_partial_line(self.log_path)
+        self._check_sampling()
         done = self.done()
         todo = [e for e in examples if e.user not in done]
         started = time.time()

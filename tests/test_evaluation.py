@@ -101,6 +101,10 @@ def test_generative_ranker_streams_logs_each_user_and_resumes(tmp_path):
     assert [r["user"] for r in rows] == ["u2", "u3", "u1"]  # the order they finished in
     assert rows[1]["samples"] == [["Gold Ring", -1.0], ["Gold Ring", -2.0]]
     assert ranker.run(split.test, mask_history=True)[0].tolist() == [2, 7, 2] and gen.streams == [2, 0]
+    # the same log under another temperature is refused, not mixed
+    ranker.settings = GenerativeEvalSettings(bundle="unused", temperature=0.1)
+    with pytest.raises(ConfigError, match="other sampling settings"):
+        ranker.run(split.test, mask_history=True)
 
 
 def test_ledger_row_of_the_generative_path(tmp_path):
