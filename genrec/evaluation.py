@@ -347,3 +347,36 @@ def results_markdown(result: dict) -> str:
         where = Path(result["config"]["output_dir"]) / result["run_record"]
         lines.append(f"Run record (settings, data fingerprints, versions, seeds): {where}")
     return "\n".join(lines) + "\n"
+
+
+def compare_generative_runs(a: str | Path, b: str | Path, resamples: int = 2000, seed: int = 0) -> dict:
+    """Two generative evaluations of the same users, paired: NDCG@10 of each (optimistic and
+    pessimistic) and the mean difference b - a with its 95% bootstrap interval over users.
+    ``a`` and ``b`` are evaluation output folders or their ``ranks_calrec.jsonl`` logs."""
+    from genrec.metrics import paired_ci, per_user_metrics
+
+    def rows(p: str | Path) -> dict[str, dict]:
+        p = Path(p)
+        log = p / "ranks_calrec.jsonl" if p.is_dir() else p
+        if not log.exists():
+            raise ConfigError(f"{log}: no generative log (ranks_calrec.jsonl) there")
+        out = {}
+        for n, line in enumerate(log.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                row = json.loads(line)
+                out[row["user"]] = row
+            except (json.JSONDecodeError, KeyError) as e:
+                raise ConfigError(f"{log}, line {n}: not a generative log row ({e})") from None
+        return out
+
+    ra, rb = rows(a), rows(b)
+    users = sorted(set(ra) & set(rb))
+    if not users:
+        raise ConfigError(f"{a} and {b} share no users")
+    out: dict = {"users": len(users), "only_a": len(ra) - len(users), "only_b": len(rb) - len(users)}
+    for side in ("opt", "pes"):
+        na = per_user_metrics(np.array([ra[u][side] for u in users]))["ndcg@10"]
+        nb = per_user_metrics(np.array([rb[u][side] for u in users]))["ndcg@10"]
+        mean, ci = paired_ci(nb, na, resamples, seed)
+        out[side] = {"a": float(na.mean()), "b": float(nb.mean()), "delta": mean, "ci95": ci}
+    return out

@@ -107,6 +107,16 @@ def per_user_metrics(rank: np.ndarray, ks: Sequence[int] = DEFAULT_KS, ndcg_k: i
     return out
 
 
+def paired_ci(a: np.ndarray, b: np.ndarray, resamples: int, seed: int = 0) -> tuple[float, list[float]]:
+    """Mean of a - b over users and its 95% bootstrap interval (users resampled)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.size == 0:
+        return 0.0, [0.0, 0.0]
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
+    return float(d.mean()), [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+
+
 def metrics_from_ranks(rank: np.ndarray, ks: Sequence[int] = DEFAULT_KS, ndcg_k: int = 10) -> dict[str, float]:
     """Means of :func:`per_user_metrics`: ``ndcg@10``, ``recall@K`` per K, ``mrr`` (0.0 for no users)."""
     per = per_user_metrics(rank, ks, ndcg_k)

@@ -36,7 +36,14 @@ from genrec.data.dataset import Example
 from genrec.data.source import DatasetSource
 from genrec.errors import ConfigError
 from genrec.fusion import FusionSettings, candidates, fuse, tune
-from genrec.metrics import evaluate_ranking, format_group_table, format_table, per_user_metrics, ranks
+from genrec.metrics import (
+    evaluate_ranking,
+    format_group_table,
+    format_table,
+    paired_ci,
+    per_user_metrics,
+    ranks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,16 +142,6 @@ def dense(rows: list[dict], n: int, absent: float) -> np.ndarray:
         if row["idx"]:
             out[r, np.asarray(row["idx"], dtype=np.int64)] = row["val"]
     return out
-
-
-def paired_ci(a: np.ndarray, b: np.ndarray, resamples: int, seed: int = 0) -> tuple[float, list[float]]:
-    """Mean of a - b over users and its 95% bootstrap interval (users resampled)."""
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    if d.size == 0:
-        return 0.0, [0.0, 0.0]
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
-    return float(d.mean()), [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
 
 
 def _ndcg(opt: np.ndarray) -> np.ndarray:

@@ -135,3 +135,28 @@ def test_ledger_row_of_the_generative_path(tmp_path):
     write_ledger_row(cfg, result)
     rows = json.loads((tmp_path / "summary.json").read_text())["toy"]
     assert rows["calrec"] == row and rows["calrec_all_users"]["seconds_per_user"] == 0.5
+
+
+def test_compare_generative_runs_pairs_users_by_hand(tmp_path):
+    """Two logs of the same users: NDCG@10 by hand, the paired difference b - a, users only in one
+    log counted, and a broken line named by file and line."""
+    from genrec.evaluation import compare_generative_runs
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    rows_a = [{"user": "u1", "opt": 1, "pes": 1}, {"user": "u2", "opt": 3, "pes": 4}]
+    rows_b = [{"user": "u2", "opt": 1, "pes": 1}, {"user": "u1", "opt": 2, "pes": 20}, {"user": "u3", "opt": 1, "pes": 1}]
+    (a / "ranks_calrec.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows_a))
+    (b / "ranks_calrec.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows_b))
+    r = compare_generative_runs(a, b / "ranks_calrec.jsonl", resamples=200)
+    assert (r["users"], r["only_a"], r["only_b"]) == (2, 0, 1)
+    # opt: a = (1 + 1/log2 4) / 2 = 0.75, b = (1/log2 3 + 1) / 2; pes: a = (1 + 1/log2 5) / 2, b = 1 / 2
+    assert r["opt"]["a"] == pytest.approx(0.75) and r["opt"]["b"] == pytest.approx((1 / np.log2(3) + 1) / 2)
+    assert r["opt"]["delta"] == pytest.approx(r["opt"]["b"] - 0.75)
+    assert r["pes"]["delta"] == pytest.approx(0.5 - (1 + 1 / np.log2(5)) / 2)
+    lo, hi = r["opt"]["ci95"]
+    assert 1 / np.log2(3) - 1 <= lo <= r["opt"]["delta"] <= hi <= 0.5  # within the per-user differences
+    (b / "ranks_calrec.jsonl").write_text('{"user": "u1", "opt": 1}\nnot json\n')
+    with pytest.raises(ConfigError, match="line 2"):
+        compare_generative_runs(a, b)
