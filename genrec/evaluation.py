@@ -111,6 +111,12 @@ def fallback_model_scores(model_dir: str) -> ScoreFn:
     return lambda batch: np.asarray(scorer.score_batch([list(e.history) for e in batch]))
 
 
+def _sampling(settings: GenerativeEvalSettings) -> dict:
+    """The overrides that change what is sampled (None: the bundle's setting), in one place for
+    the generator and for the check that a resumed log was made with them."""
+    return {"n": settings.n, "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature}
+
+
 class GenerativeRanker:
     """The CALRec path: prompt → N_gen samples → QRR BM25 scores, logged per user so a killed
     run resumes where it stopped."""
@@ -124,8 +130,7 @@ class GenerativeRanker:
         if len(self.bundle.catalog) != catalog_size:
             raise ConfigError(f"{settings.bundle}: bundle catalog has {len(self.bundle.catalog)} items, "
                               f"the dataset {catalog_size}")
-        overrides = {k: v for k, v in (("n", settings.n), ("max_new_tokens", settings.max_new_tokens),
-                                       ("temperature", settings.temperature)) if v is not None}
+        overrides = {k: v for k, v in _sampling(settings).items() if v is not None}
         # Meant for engine settings (enforce_eager, vllm_kwargs: speed, not what is sampled), so a
         # long run may change them between resumed pieces without mixing two setups' outputs.
         overrides.update(settings.engine)
@@ -138,8 +143,7 @@ class GenerativeRanker:
         token budget, temperature): its users would mix two setups. The settings sit next to
         the log; engine settings (speed only) may change between pieces."""
         s = self.settings
-        now = {"bundle": s.bundle, "backend": s.backend, "n": s.n, "max_new_tokens": s.max_new_tokens,
-               "temperature": s.temperature}
+        now = {"bundle": s.bundle, "backend": s.backend, **_sampling(s)}
         path = self.log_path.with_name(self.log_path.stem + ".settings.json")
         if path.exists():
             saved = json.loads(path.read_text(encoding="utf-8"))
