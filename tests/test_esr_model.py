@@ -61,8 +61,9 @@ def _batch(seed=0):
     return inp, pos, neg, teacher
 
 
-def test_scores_do_not_depend_on_extra_left_padding(llm_emb):
-    model = DualViewModel(ESRConfig(), N_ITEMS, llm_emb).eval()
+@pytest.mark.parametrize("layout", ["sasrec", "recbole"])
+def test_scores_do_not_depend_on_extra_left_padding(llm_emb, layout):
+    model = DualViewModel(ESRConfig(layout=layout), N_ITEMS, llm_emb).eval()
     hist = [[3, 9, 27, 4]]
     a = model.score(torch.from_numpy(pad_left(hist, 200)))
     b = model.score(torch.from_numpy(pad_left(hist, 200, length=50)))
@@ -70,8 +71,9 @@ def test_scores_do_not_depend_on_extra_left_padding(llm_emb):
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
-def test_causal_future_items_do_not_change_earlier_states(llm_emb):
-    model = DualViewModel(ESRConfig(), N_ITEMS, llm_emb).eval()
+@pytest.mark.parametrize("layout", ["sasrec", "recbole"])
+def test_causal_future_items_do_not_change_earlier_states(llm_emb, layout):
+    model = DualViewModel(ESRConfig(layout=layout), N_ITEMS, llm_emb).eval()
     s1 = model.encode(torch.tensor([[0, 4, 5, 6, 7]]))
     s2 = model.encode(torch.tensor([[0, 4, 5, 6, 80]]))
     torch.testing.assert_close(s1[:, :4], s2[:, :4])
@@ -177,3 +179,38 @@ def test_feed_forward_width_and_activation_are_settings():
         2 * ((16 * 64 + 64) + (64 * 16 + 16) - 2 * (16 * 16 + 16))  # per layer: both linears, weights + biases
     with pytest.raises(ValueError, match="activation"):
         ESRConfig(activation="tanh")
+
+
+def test_recbole_layout_is_post_norm_over_normalised_embeddings():
+    """One RecBole-layout block computed by hand from the model's own weights: LayerNorm(item +
+    position), then x = LN1(x + attention(x)), then LN2(x + W2 gelu(W1 x)); no sqrt(d) scaling and
+    no final LayerNorm. A pre-norm block or a scaled embedding gives other numbers."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = DualViewModel(ESRConfig.sasrec(hidden=8, layers=1, heads=2, dropout=0.0, max_len=10, ffn=16,
+                                           activation="gelu", layout="recbole"), 12).eval()
+    seq = torch.tensor([[0, 0, 5, 2, 9]])
+    with torch.no_grad():
+        got = model.encode(seq)[0, 2:]  # the three real positions
+        layer = model.encoder.layers[0]
+        x = model.emb_norm(model.e_co.weight[[5, 2, 9]] + model.pos.weight[[1, 2, 3]])
+        q, k, v = (lin(x).view(3, 2, 4).transpose(0, 1) for lin in (layer.attn.q, layer.attn.k, layer.attn.v))
+        logits = q @ k.transpose(1, 2) / 2.0 + torch.triu(torch.full((3, 3), float("-inf")), 1)
+        attn = layer.attn.o((logits.softmax(-1) @ v).transpose(0, 1).reshape(3, 8))
+        x = F.layer_norm(x + attn, (8,), layer.attn_norm.weight, layer.attn_norm.bias, 1e-12)
+        ffn = layer.ffn[2](F.gelu(layer.ffn[0](x)))
+        want = F.layer_norm(x + ffn, (8,), layer.ffn_norm.weight, layer.ffn_norm.bias, 1e-12)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_recbole_layout_initialises_like_recbole():
+    torch.manual_seed(0)
+    model = DualViewModel(ESRConfig.sasrec(hidden=64, layout="recbole"), 2000)
+    w = model.e_co.weight[1:].detach()
+    assert abs(float(w.std()) - 0.02) < 0.001  # N(0, 0.02), not Xavier's sqrt(2 / (2001 + 64)) = 0.031
+    biases = [p for n, p in model.named_parameters() if n.endswith("bias") and "norm" not in n]
+    assert biases and all(torch.all(b == 0) for b in biases)
+    assert isinstance(model.encoder.norm, torch.nn.Identity)
+    with pytest.raises(ValueError, match="layout"):
+        ESRConfig(layout="bert")

@@ -38,7 +38,7 @@ from torch import nn
 
 from genrec.esr.family import FallbackModel
 from genrec.esr.losses import RankingLoss, bce_loss
-from genrec.esr.sasrec import Attention, SequenceEncoder, attention_mask
+from genrec.esr.sasrec import LAYOUTS, Attention, SequenceEncoder, attention_mask, layer_norm_eps
 
 VIEWS = ("both", "semantic", "collaborative")
 
@@ -54,6 +54,7 @@ class ESRConfig:
     max_len: int = 200  # newest items of a history the model reads
     ffn: int = 0  # feed-forward width of a block (0 = hidden, the paper's; RecBole's SASRec: 4 x hidden)
     activation: str = "relu"  # relu (the paper's) | gelu (RecBole's)
+    layout: str = "sasrec"  # sasrec (the paper's code: pre-norm) | recbole (post-norm); see genrec.esr.sasrec
     views: str = "both"  # both | semantic | collaborative
     cross_attention: bool = True  # sequence-level fusion of the two views (LLM-ESR)
     shared_encoder: bool = True  # one SASRec encoder for both views (the paper's)
@@ -70,6 +71,8 @@ class ESRConfig:
             raise ValueError(f"co_init must be 'pca' or 'random', got {self.co_init!r}")
         if self.activation not in ("relu", "gelu"):
             raise ValueError(f"activation must be 'relu' or 'gelu', got {self.activation!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
 
@@ -166,12 +169,14 @@ class DualViewModel(FallbackModel):
             self.e_co = nn.Embedding(num_items + 1, d, padding_idx=0)
         self.pos = nn.Embedding(cfg.max_len + 1, d, padding_idx=0)
         self.emb_dropout = nn.Dropout(cfg.dropout)
+        if cfg.layout == "recbole":  # LayerNorm over item + position embeddings, before the dropout
+            self.emb_norm = nn.LayerNorm(d, eps=layer_norm_eps(cfg.layout))
         if cfg.uses_cross_attention:
             self.se_over_co = Attention(d, cfg.heads, cfg.dropout)
             self.co_over_se = Attention(d, cfg.heads, cfg.dropout)
-        self.encoder = SequenceEncoder(d, cfg.layers, cfg.heads, cfg.dropout, cfg.ffn, cfg.activation)
+        self.encoder = SequenceEncoder(d, cfg.layers, cfg.heads, cfg.dropout, cfg.ffn, cfg.activation, cfg.layout)
         if cfg.views == "both" and not cfg.shared_encoder:
-            self.encoder_co = SequenceEncoder(d, cfg.layers, cfg.heads, cfg.dropout, cfg.ffn, cfg.activation)
+            self.encoder_co = SequenceEncoder(d, cfg.layers, cfg.heads, cfg.dropout, cfg.ffn, cfg.activation, cfg.layout)
         self._init_weights()
         if cfg.uses_collaborative and cfg.co_init == "pca":
             with torch.no_grad():
@@ -181,9 +186,15 @@ class DualViewModel(FallbackModel):
                 self.e_co.weight[0] = 0
 
     def _init_weights(self) -> None:
+        recbole = self.cfg.layout == "recbole"
         for name, p in self.named_parameters():
             if p.dim() >= 2 and "norm" not in name:
-                nn.init.xavier_normal_(p)
+                if recbole:
+                    nn.init.normal_(p, std=0.02)
+                else:
+                    nn.init.xavier_normal_(p)
+            elif recbole and name.endswith("bias") and "norm" not in name:
+                nn.init.zeros_(p)
         with torch.no_grad():
             self.pos.weight[0] = 0
             if self.cfg.uses_collaborative:
@@ -219,10 +230,12 @@ class DualViewModel(FallbackModel):
         # positions 1..len from the oldest kept item, 0 on padding (as the reference code)
         positions = (torch.cumsum(real.long(), 1) * real).clamp(max=self.cfg.max_len)
         del lengths
-        scale = math.sqrt(self.cfg.hidden)
+        scale = math.sqrt(self.cfg.hidden) if self.cfg.layout == "sasrec" else 1.0
         views = {}
         for v, table in tables.items():
             x = F.embedding(seqs, table) * scale + self.pos(positions)
+            if self.cfg.layout == "recbole":
+                x = self.emb_norm(x)
             views[v] = self.emb_dropout(x) * keep
         if self.cfg.uses_cross_attention:
             se, co = views["se"], views["co"]

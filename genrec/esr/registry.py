@@ -34,7 +34,7 @@ class ModelEntry:
 
 def _backbone(settings) -> ESRConfig:
     e = settings.esr
-    return sasrec_config(e.hidden, e.layers, e.heads, e.dropout, e.max_len, e.ffn, e.activation)
+    return sasrec_config(e.hidden, e.layers, e.heads, e.dropout, e.max_len, e.ffn, e.activation, e.layout)
 
 
 def _load_dual_view(config: dict, num_items: int, shapes: dict) -> DualViewModel:

@@ -50,25 +50,49 @@ class Attention(nn.Module):
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+# Block layouts of the two reference implementations (``ESRConfig.layout``):
+# * ``sasrec``: Kang & McAuley's code (and LLM-ESR's): pre-norm blocks, a final LayerNorm, item
+#   embeddings scaled by sqrt(hidden), Xavier-normal weights, LayerNorm eps 1e-8;
+# * ``recbole``: RecBole's SASRec (BERT's layout): LayerNorm over item + position embeddings,
+#   post-norm blocks (LayerNorm(x + sublayer(x))) with dropout on each sublayer's output, no final
+#   LayerNorm, unscaled embeddings, N(0, 0.02) weights and zero biases, LayerNorm eps 1e-12.
+#   RecBole's SASRec-CE is the baseline genrec is measured against, so its layout is a setting.
+LAYOUTS = ("sasrec", "recbole")
+
+
+def layer_norm_eps(layout: str) -> float:
+    return 1e-12 if layout == "recbole" else 1e-8
 
 
 class EncoderLayer(nn.Module):
-    """SASRec block: pre-norm self-attention with residual, then a point-wise feed-forward.
+    """SASRec block: self-attention with residual, then a point-wise feed-forward, normalised
+    before each sublayer (``layout="sasrec"``) or after each residual sum (``"recbole"``).
 
     The feed-forward is ``hidden -> ffn -> hidden``: the paper's is ``ffn = hidden`` with ReLU,
     RecBole's default 4 x hidden (256) with GELU.
     """
 
-    def __init__(self, hidden: int, heads: int, dropout: float, ffn: int = 0, activation: str = "relu") -> None:
+    def __init__(self, hidden: int, heads: int, dropout: float, ffn: int = 0, activation: str = "relu",
+                 layout: str = "sasrec") -> None:
         super().__init__()
         inner = ffn or hidden
-        self.attn_norm = nn.LayerNorm(hidden, eps=1e-8)
+        self.post_norm = layout == "recbole"
+        eps = layer_norm_eps(layout)
+        self.attn_norm = nn.LayerNorm(hidden, eps=eps)
         self.attn = Attention(hidden, heads, dropout)
-        self.ffn_norm = nn.LayerNorm(hidden, eps=1e-8)
-        self.ffn = nn.Sequential(nn.Linear(hidden, inner), ACTIVATIONS[activation](), nn.Dropout(dropout),
-                                 nn.Linear(inner, hidden), nn.Dropout(dropout))
+        self.ffn_norm = nn.LayerNorm(hidden, eps=eps)
+        if self.post_norm:  # RecBole's FeedForward: no dropout between the two linear maps
+            self.attn_dropout = nn.Dropout(dropout)
+            self.ffn = nn.Sequential(nn.Linear(hidden, inner), ACTIVATIONS[activation](),
+                                     nn.Linear(inner, hidden), nn.Dropout(dropout))
+        else:
+            self.ffn = nn.Sequential(nn.Linear(hidden, inner), ACTIVATIONS[activation](), nn.Dropout(dropout),
+                                     nn.Linear(inner, hidden), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        if self.post_norm:
+            x = self.attn_norm(x + self.attn_dropout(self.attn(x, x, allowed)))
+            return self.ffn_norm(x + self.ffn(x)) * keep
         q = self.attn_norm(x)
         x = q + self.attn(q, x, allowed)
         x = self.ffn_norm(x)
@@ -77,13 +101,17 @@ class EncoderLayer(nn.Module):
 
 
 class SequenceEncoder(nn.Module):
-    """A stack of SASRec blocks with a final LayerNorm (causal, padding never attended)."""
+    """A stack of SASRec blocks (causal, padding never attended), with a final LayerNorm in the
+    pre-norm layout (the post-norm blocks end in one already)."""
 
     def __init__(self, hidden: int, layers: int, heads: int, dropout: float, ffn: int = 0,
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", layout: str = "sasrec") -> None:
         super().__init__()
-        self.layers = nn.ModuleList(EncoderLayer(hidden, heads, dropout, ffn, activation) for _ in range(layers))
-        self.norm = nn.LayerNorm(hidden, eps=1e-8)
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        self.layers = nn.ModuleList(EncoderLayer(hidden, heads, dropout, ffn, activation, layout)
+                                    for _ in range(layers))
+        self.norm = nn.LayerNorm(hidden, eps=1e-8) if layout == "sasrec" else nn.Identity()
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -106,12 +134,12 @@ def attention_mask(seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def sasrec_config(hidden: int = 64, layers: int = 2, heads: int = 1, dropout: float = 0.5,
-                  max_len: int = 200, ffn: int = 0, activation: str = "relu") -> ESRConfig:
+                  max_len: int = 200, ffn: int = 0, activation: str = "relu", layout: str = "sasrec") -> ESRConfig:
     """SASRec's settings as an :class:`~genrec.esr.llmesr.ESRConfig` (IDs only)."""
     from genrec.esr.llmesr import ESRConfig
 
     return ESRConfig.sasrec(hidden=hidden, layers=layers, heads=heads, dropout=dropout, max_len=max_len,
-                            ffn=ffn, activation=activation)
+                            ffn=ffn, activation=activation, layout=layout)
 
 
 def build_sasrec(cfg: ESRConfig, num_items: int) -> DualViewModel:
@@ -119,4 +147,4 @@ def build_sasrec(cfg: ESRConfig, num_items: int) -> DualViewModel:
     from genrec.esr.llmesr import DualViewModel
 
     return DualViewModel(sasrec_config(cfg.hidden, cfg.layers, cfg.heads, cfg.dropout, cfg.max_len, cfg.ffn,
-                                       cfg.activation), num_items)
+                                       cfg.activation, cfg.layout), num_items)
