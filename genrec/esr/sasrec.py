@@ -81,13 +81,12 @@ class EncoderLayer(nn.Module):
         self.attn_norm = nn.LayerNorm(hidden, eps=eps)
         self.attn = Attention(hidden, heads, dropout)
         self.ffn_norm = nn.LayerNorm(hidden, eps=eps)
-        if self.post_norm:  # RecBole's FeedForward: no dropout between the two linear maps
+        if self.post_norm:
             self.attn_dropout = nn.Dropout(dropout)
-            self.ffn = nn.Sequential(nn.Linear(hidden, inner), ACTIVATIONS[activation](),
-                                     nn.Linear(inner, hidden), nn.Dropout(dropout))
-        else:
-            self.ffn = nn.Sequential(nn.Linear(hidden, inner), ACTIVATIONS[activation](), nn.Dropout(dropout),
-                                     nn.Linear(inner, hidden), nn.Dropout(dropout))
+        # RecBole's FeedForward has no dropout between the two linear maps; the paper's code has one
+        inner_dropout = [] if self.post_norm else [nn.Dropout(dropout)]
+        self.ffn = nn.Sequential(nn.Linear(hidden, inner), ACTIVATIONS[activation](), *inner_dropout,
+                                 nn.Linear(inner, hidden), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         if self.post_norm:
