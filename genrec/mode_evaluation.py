@@ -305,7 +305,7 @@ def _write_ledger(cfg: ModeEvalConfig, result: dict) -> None:
         pick = validation_pick(result.get("validation_tuned") or {}, fused)
         row = pick or best
         info = {**extra[row], "chosen_on": "validation" if pick else "these users (nothing tuned on validation)"}
-        if pick and best != pick:
+        if pick and ndcg(best) > ndcg(pick):  # a tie is no better pair
             info["best_on_these_users"] = {"fused": best, "ndcg@10": ndcg(best),
                                            **{k: extra[best][k] for k in ("delta_vs_fallback", "delta_vs_fallback_ci95")}}
         update_ledger(cfg.ledger, dataset, "fused", entry_from_reports(

@@ -298,6 +298,7 @@ def test_mode_evaluation_tunes_on_valid_and_resumes(bundle, tmp_path):
     else:
         assert "best_on_these_users" not in fused
 
+
 def test_warm_loads_the_tree_and_the_generator_of_the_mode(catalog, template, generator, tokenizer):
     from genrec.bundle import item_texts
     from genrec.esr import PopularityScorer
