@@ -12,6 +12,7 @@ Entries are merged into the file: writing one method never drops another's.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
@@ -70,14 +71,22 @@ def read_ledger(path: str | os.PathLike) -> dict:
 def update_ledger(path: str | os.PathLike, dataset: str, method: str, entry: Mapping) -> dict:
     """Write ``entry`` under ``dataset`` → ``method`` (replacing that entry only), atomically."""
     path = Path(path)
-    ledger = read_ledger(path)
-    ledger.setdefault(dataset, {})[method] = dict(entry)
-    ledger = {d: dict(sorted(m.items())) for d, m in sorted(ledger.items())}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(ledger, indent=1) + "\n")
-    os.replace(tmp, path)
+    # Two experiment runs (one per core, say) may finish rows at the same moment: the lock keeps
+    # one's read-modify-write from dropping the other's row. The folder is what is locked: the file
+    # itself is replaced on every write, and a lock file would be left behind.
+    lock = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ledger = read_ledger(path)
+        ledger.setdefault(dataset, {})[method] = dict(entry)
+        ledger = {d: dict(sorted(m.items())) for d, m in sorted(ledger.items())}
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(ledger, indent=1) + "\n")
+        os.replace(tmp, path)
+    finally:
+        os.close(lock)  # releases the lock
     return ledger
 
 

@@ -44,6 +44,29 @@ def test_update_merges_and_keeps_other_rows(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def _write_rows(path: str, dataset: str, n: int) -> None:
+    for i in range(n):
+        update_ledger(path, dataset, f"m{i}", {"ndcg@10": i / 100})
+
+
+def test_writers_in_parallel_processes_keep_every_row(tmp_path):
+    """Two experiment runs (one per core) finish rows at once: no row may be lost to the race."""
+    import multiprocessing
+
+    path = str(tmp_path / "summary.json")
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_write_rows, args=(path, f"d{k}", 40)) for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    ledger = read_ledger(path)
+    assert sorted(ledger) == ["d0", "d1", "d2", "d3"]
+    assert all(len(rows) == 40 for rows in ledger.values())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_table_shows_mean_and_std():
     e = entry_from_reports([_report(0.07, 0.03), _report(0.08, 0.05)], [1, 2], "c.yaml", "python x")
     table = format_entries({"sasrec": e})
