@@ -53,7 +53,11 @@ class TrainConfig:
     eval_batch_size: int = 512  # users per scoring batch in validation
     seed: int = 42  # seeds the initial weights, batch order, negatives and dropout
     threads: int = 2  # torch threads; results are exactly repeatable for a given count
-    bucket: bool = True  # batches of similar-length sequences (exact: padding never changes outputs)
+    # Batches of similar-length sequences: faster (less padding; outputs are exact either way) but
+    # they change what a step averages over, and cost quality: SASRec-CE on Scientific, seed 42,
+    # validation NDCG@10 0.0903 bucketed vs 0.0969 with uniformly random batches (RecBole's and the
+    # reference's). Off by default; on for quick probes where speed matters more.
+    bucket: bool = False
     # Self-distillation teacher: "epoch" = every user's representation computed once per epoch
     # (eval mode) and averaged over its N similar users; "batch" = the similar users' sequences
     # encoded live in every batch (the reference; ~N times the forward cost).
