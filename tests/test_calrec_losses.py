@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from genrec.training.losses import IGNORE_INDEX, combine, info_nce, mean_pool, nig_loss
+from genrec.training.losses import IGNORE_INDEX, combine, info_nce, last_prompt_state, mean_pool, nig_loss
 
 
 def test_nig_loss_is_mean_ce_over_target_tokens_with_shift():
@@ -85,6 +85,24 @@ def test_mean_pool_averages_only_the_span_and_empty_span_is_zero():
     out = mean_pool(h, mask)
     assert out[0].tolist() == [(0 + 4) / 2, (1 + 5) / 2]
     assert out[1].tolist() == [0.0, 0.0]
+
+
+def test_last_prompt_state_is_the_position_before_the_first_target_token():
+    h = torch.arange(24, dtype=torch.float32).reshape(3, 4, 2)
+    # Row 0: left padding, target at positions 2-3 -> position 1; row 1: target from 1 -> 0;
+    # row 2: no target span -> the last position.
+    mask = torch.tensor([[False, False, True, True], [False, True, True, True], [False] * 4])
+    out = last_prompt_state(h, mask)
+    assert out.tolist() == [h[0, 1].tolist(), h[1, 0].tolist(), h[2, 3].tolist()]
+
+
+def test_user_pooling_setting_is_checked():
+    from genrec.errors import ConfigError
+    from genrec.training.config import LossConfig
+
+    assert LossConfig(user_pooling="last").user_pooling == "last"
+    with pytest.raises(ConfigError, match="loss.user_pooling"):
+        LossConfig(user_pooling="max")
 
 
 def test_combine_weights_and_plain_nig_when_alpha_beta_zero():

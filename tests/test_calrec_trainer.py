@@ -114,7 +114,8 @@ def _by_hand(model, tokenizer, rows, loss: LossConfig, heads=None) -> tuple[floa
             nll_sum -= float(logp[pos - 1, ids[0, pos]])
             n_tok += 1
         hist = [i for i, f in enumerate(enc["history_mask"]) if f]
-        v_u.append(h[hist].mean(0))
+        # "last": the state that predicts the target's first token.
+        v_u.append(h[p_len - 1] if loss.user_pooling == "last" else h[hist].mean(0))
         v_tu.append(h[p_len:].mean(0))
         t_ids = torch.tensor([enc["t_input_ids"]])
         ht = model(input_ids=t_ids, output_hidden_states=True).hidden_states[-1][0].float()
@@ -136,11 +137,12 @@ def _by_hand(model, tokenizer, rows, loss: LossConfig, heads=None) -> tuple[floa
     return nll_sum / n_tok, nce(v_tu), nce(v_u)
 
 
-@pytest.mark.parametrize("heads", [False, True])
-def test_combined_loss_equals_hand_combined_components(tiny_dir, tokenizer, heads):
+@pytest.mark.parametrize("heads,pooling", [(False, "mean"), (True, "mean"), (True, "last")])
+def test_combined_loss_equals_hand_combined_components(tiny_dir, tokenizer, heads, pooling):
     from genrec.training.model import CALRecModel
 
-    loss = LossConfig(alpha=0.125, beta=0.025, tau=0.5, projection_heads=heads, projection_dim=16)
+    loss = LossConfig(alpha=0.125, beta=0.025, tau=0.5, projection_heads=heads, projection_dim=16,
+                      user_pooling=pooling)
     model = _lora_model(tiny_dir)
     torch.manual_seed(1)
     wrapped = CALRecModel(model, loss).eval()

@@ -38,6 +38,12 @@ class LossConfig:
     the opposite on the Scientific run (validation L_UT stuck at -9% of chance after 390
     steps while L_TT fell 93%): the queued v_U are stale, so the heads can learn to tell the
     current batch from the queue by drift instead of matching users to their targets.
+
+    ``user_pooling``: how v_U is read from the joint sequence. ``mean`` is the paper's (the
+    mean over the history span). ``last`` (ours) is the state at the last prompt token, the
+    one that predicts the target's first token: in a causal LM it has attended to the whole
+    history and the question, which is what decoder-only embedding models pool for the same
+    reason, while the history mean is dominated by states that predict words inside the history.
     """
 
     alpha: float = 0.125            # weight of the target-target contrastive loss L_TT (0 = off)
@@ -49,11 +55,14 @@ class LossConfig:
     projection_dim: int = 0         # size of those heads (0 = the model's hidden size)
     queue_size: int = 0             # earlier steps' user-side vectors kept as extra negatives (0 = in-batch only)
     queue_for: list[str] = field(default_factory=lambda: ["tt", "ut"])  # objectives that use the queue
+    user_pooling: str = "mean"      # v_U: mean over the history span (paper) | last = the last prompt token
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.queue_for) - {"tt", "ut"})
         if unknown:
             raise ConfigError(f"loss.queue_for: unknown objective(s) {unknown}; use tt and/or ut")
+        if self.user_pooling not in ("mean", "last"):
+            raise ConfigError(f"loss.user_pooling: unknown pooling {self.user_pooling!r}; use mean or last")
 
     @property
     def contrastive(self) -> bool:

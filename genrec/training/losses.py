@@ -36,6 +36,18 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / m.sum(dim=1).clamp(min=1.0)
 
 
+def last_prompt_state(hidden: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    """``hidden[b, t]`` at the position just before row b's first target token ([B, T, H] -> [B, H]).
+
+    That position's state predicts the target's first token. Rows without a target span
+    (no True in ``target_mask``) take the last position.
+    """
+    has_target = target_mask.any(dim=1)
+    first = target_mask.to(torch.int64).argmax(dim=1)
+    idx = torch.where(has_target, (first - 1).clamp(min=0), torch.full_like(first, hidden.shape[1] - 1))
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), idx].float()
+
+
 def info_nce(user_side: torch.Tensor, items: torch.Tensor, tau: float,
              queued: torch.Tensor | None = None) -> torch.Tensor:
     """In-batch InfoNCE of SPEC.md §1 with cosine similarity and temperature ``tau``.

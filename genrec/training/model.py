@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from genrec.training.config import LossConfig
-from genrec.training.losses import combine, info_nce, mean_pool, nig_loss
+from genrec.training.losses import combine, info_nce, last_prompt_state, mean_pool, nig_loss
 
 HEADS_FILE = "calrec_heads.safetensors"
 HEADS_SUBDIR = "calrec_heads"
@@ -104,7 +104,7 @@ class CALRecModel(nn.Module):
             if t_input_ids is None:
                 raise ValueError("contrastive loss needs the target-alone sequences (collator with_target_alone)")
             h = out.hidden_states[-1]
-            v_u = mean_pool(h, history_mask)
+            v_u = last_prompt_state(h, target_mask) if cfg.user_pooling == "last" else mean_pool(h, history_mask)
             v_tu = mean_pool(h, target_mask)
             h_t = self._decoder()(input_ids=t_input_ids, attention_mask=t_attention_mask,
                                   position_ids=t_position_ids, use_cache=False).last_hidden_state
