@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(cfg.threads)
     names = ", ".join(d.name or Path(d.path).name for d in cfg.datasets) or "(no datasets)"
-    stage = ("stage 2 (continues " + cfg.init_adapter + ")" if cfg.init_adapter else "stage 1") + f", {cfg.tuning}"
+    stage = cfg.stage_label()
     try:
         with console.step(None, None, f"CALRec fine-tuning, {stage}, on {names} -> {cfg.output_dir}") as st:
             console.say(f"  logs: {log_file}; run record: {Path(cfg.output_dir) / 'run.json'}")

@@ -85,6 +85,20 @@ def test_full_fine_tune_resumed_equals_uninterrupted_and_saves_a_plain_model(tra
     assert len(changed) == len(base_w)  # every weight was trained, embeddings and norms included
 
 
+def test_stage_label_names_what_stage_2_continues(tmp_path):
+    from genrec.training import TrainConfig
+
+    stage1 = tmp_path / "stage1"
+    (stage1 / "model").mkdir(parents=True)
+    assert TrainConfig(model="smollm2-135m", tuning="full").stage_label() == "stage 1, full"
+    # A model folder without its run's record is a base model, not a stage-1 output.
+    assert TrainConfig(model=str(stage1 / "model"), tuning="full").stage_label() == "stage 1, full"
+    (stage1 / "run.json").write_text("{}")
+    assert (TrainConfig(model=str(stage1 / "model"), tuning="full").stage_label()
+            == f"stage 2 (continues {stage1 / 'model'}), full")
+    assert TrainConfig(init_adapter="runs/s1/adapter").stage_label() == "stage 2 (continues runs/s1/adapter), lora"
+
+
 def test_full_tuning_refuses_an_adapter_to_continue(tiny64, tmp_path):
     from genrec.config import load_config
     from genrec.errors import ConfigError

@@ -7,6 +7,7 @@ maps onto :class:`TrainConfig` through :func:`genrec.config.load_config`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from genrec.data.source import DatasetSource
 from genrec.errors import ConfigError
@@ -136,3 +137,10 @@ class TrainConfig:
     precision: str = "auto"                  # auto | bf16-weights | bf16-autocast | fp32
     load_in_4bit: str = "no"                 # no | yes | auto (CUDA + bitsandbytes only; ignored elsewhere)
     dataloader_workers: int = 0              # DataLoader worker processes (0 = in the main process)
+
+    def stage_label(self) -> str:
+        """``stage 1, full`` or ``stage 2 (continues X), lora``: stage 2 continues an adapter
+        (LoRA's ``init_adapter``) or a model folder that an earlier stage wrote (its run's
+        ``run.json`` beside it), which is how a full fine-tune's stage 2 names stage 1."""
+        earlier = self.init_adapter or (self.model if (Path(self.model).parent / "run.json").exists() else None)
+        return (f"stage 2 (continues {earlier})" if earlier else "stage 1") + f", {self.tuning}"
