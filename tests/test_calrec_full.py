@@ -85,6 +85,24 @@ def test_full_fine_tune_resumed_equals_uninterrupted_and_saves_a_plain_model(tra
     assert len(changed) == len(base_w)  # every weight was trained, embeddings and norms included
 
 
+@pytest.mark.parametrize("tuning", ["full", "lora"])
+def test_ut_by_tau_of_the_final_weights_equals_the_runs_last_validation_l_ut(trained, tiny64, tuning):
+    # The τ sweep reloads the saved weights and heads and rebuilds the validation batches itself;
+    # at the training τ it must give the L_UT the trainer logged at the last step (4).
+    from genrec.config import load_config
+    from genrec.training import TrainConfig
+    from genrec.training.validation import calrec_ut_by_tau
+
+    cfg = load_config(TrainConfig, None, _common(tiny64, tuning))
+    weights = trained["whole_curve"].parent / "model" if tuning == "full" else trained["lora"]
+    logged = _curve(trained["whole_curve"] if tuning == "full" else trained["lora"].parent / "metrics.jsonl")[4]
+    result = calrec_ut_by_tau(cfg, str(weights), [0.05, 1.0])
+    assert sorted(result["by_tau"]) == [0.05, 0.1, 1.0] and result["trained_tau"] == 0.1
+    assert result["at_trained_tau"] == pytest.approx(logged["eval_ut"], abs=1e-4)
+    assert result["best"] == min(result["by_tau"].values()) and result["rows"] == 6
+    assert result["chance"] == pytest.approx(2.0794, abs=1e-4)  # ln 8: validation batches of 8
+
+
 def test_stage_label_names_what_stage_2_continues(tmp_path):
     from genrec.training import TrainConfig
 

@@ -101,16 +101,8 @@ class CALRecModel(nn.Module):
         nig = nig_loss(out.logits, labels[:, -keep:])
         tt = ut = None
         if contrastive:
-            if t_input_ids is None:
-                raise ValueError("contrastive loss needs the target-alone sequences (collator with_target_alone)")
-            h = out.hidden_states[-1]
-            v_u = last_prompt_state(h, target_mask) if cfg.user_pooling == "last" else mean_pool(h, history_mask)
-            v_tu = mean_pool(h, target_mask)
-            h_t = self._decoder()(input_ids=t_input_ids, attention_mask=t_attention_mask,
-                                  position_ids=t_position_ids, use_cache=False).last_hidden_state
-            v_t = mean_pool(h_t, t_target_mask)
-            if self.heads is not None:
-                v_u, v_tu, v_t = self.heads.user(v_u), self.heads.target_in_context(v_tu), self.heads.target(v_t)
+            v_u, v_tu, v_t = self._vectors(out.hidden_states[-1], history_mask, target_mask,
+                                           t_input_ids, t_attention_mask, t_position_ids, t_target_mask)
             tau_tt, tau_ut = cfg.temperatures
             # The queue only in training: validation losses stay in-batch, comparable with ln(batch).
             queue = self.queue if self.training else None
@@ -123,6 +115,32 @@ class CALRecModel(nn.Module):
         loss = combine(nig, tt, ut, cfg.alpha, cfg.beta)
         return {"loss": loss, "nig": nig.detach(),
                 "tt": None if tt is None else tt.detach(), "ut": None if ut is None else ut.detach()}
+
+    def _vectors(self, h, history_mask, target_mask, t_input_ids, t_attention_mask, t_position_ids,
+                 t_target_mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(v_U, v_T|U, v_T) after the heads, from the joint sequence's last hidden states ``h``
+        and a pass over the target alone."""
+        if t_input_ids is None:
+            raise ValueError("contrastive loss needs the target-alone sequences (collator with_target_alone)")
+        pooling = self.loss_cfg.user_pooling
+        v_u = last_prompt_state(h, target_mask) if pooling == "last" else mean_pool(h, history_mask)
+        v_tu = mean_pool(h, target_mask)
+        h_t = self._decoder()(input_ids=t_input_ids, attention_mask=t_attention_mask,
+                              position_ids=t_position_ids, use_cache=False).last_hidden_state
+        v_t = mean_pool(h_t, t_target_mask)
+        if self.heads is not None:
+            v_u, v_tu, v_t = self.heads.user(v_u), self.heads.target_in_context(v_tu), self.heads.target(v_t)
+        return v_u, v_tu, v_t
+
+    @torch.no_grad()
+    def embed(self, input_ids, attention_mask, position_ids, history_mask, target_mask, t_input_ids=None,
+              t_attention_mask=None, t_position_ids=None, t_target_mask=None,
+              **_: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(v_U, v_T|U, v_T) of a collated batch, as ``forward`` feeds them to the contrastive losses."""
+        h = self._decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                            use_cache=False).last_hidden_state
+        return self._vectors(h, history_mask, target_mask, t_input_ids, t_attention_mask, t_position_ids,
+                             t_target_mask)
 
     # -- files ---------------------------------------------------------------------------
     def _extras(self) -> dict[str, torch.Tensor]:

@@ -93,3 +93,37 @@ def scorer_ut_reference(cfg: TrainConfig, scorer_dirs: dict[str, str], taus: lis
         out[name] = {"by_tau": by_tau, "best_tau": best, "best": by_tau[best], "rows": len(rows),
                      "chance": round(math.log(bs), 4)}
     return out
+
+
+def calrec_ut_by_tau(cfg: TrainConfig, weights: str, taus: list[float]) -> dict:
+    """Validation L_UT of a CALRec checkpoint (``weights``: a full fine-tune's model folder or a
+    LoRA adapter, with its heads) at each τ of ``taus`` and at its training τ, on the run's own
+    validation rows and batches. The LLM's user vector read the way :func:`scorer_ut_reference`
+    reads an ID model's scores, so both compare at each one's best temperature."""
+    import dataclasses
+    import math
+
+    from genrec.prompting import PromptTemplate
+    from genrec.training.collator import CALRecCollator
+    from genrec.training.data import ValidationRows, load_splits
+    from genrec.training.losses import info_nce
+    from genrec.training.stages import load_trainable_model
+
+    run = dataclasses.replace(cfg, **({"model": weights} if cfg.tuning == "full" else {"init_adapter": weights}))
+    wrapped, tokenizer, _ = load_trainable_model(run)
+    wrapped.eval()
+    v = cfg.validation
+    rows = ValidationRows(load_splits(cfg.datasets, cfg.kcore), PromptTemplate.load(cfg.template), tokenizer,
+                          cfg.max_tokens, cfg.max_history, v.max_examples, v.seed)
+    collator = CALRecCollator(tokenizer, cfg.max_tokens, cfg.max_target_tokens, with_target_alone=True)
+    trained_tau = cfg.loss.temperatures[1]
+    taus = sorted(set(taus) | {trained_tau})
+    sums = dict.fromkeys(taus, 0.0)
+    for b in range(0, len(rows), v.batch_size):
+        v_u, _, v_t = wrapped.embed(**collator([rows[i] for i in range(b, min(b + v.batch_size, len(rows)))]))
+        for tau in taus:
+            sums[tau] += float(info_nce(v_u, v_t, tau)) * v_u.shape[0]
+    by_tau = {tau: round(total / len(rows), 4) for tau, total in sums.items()}
+    best = min(by_tau, key=by_tau.get)
+    return {"by_tau": by_tau, "best_tau": best, "best": by_tau[best], "trained_tau": trained_tau,
+            "at_trained_tau": by_tau[trained_tau], "rows": len(rows), "chance": round(math.log(v.batch_size), 4)}
