@@ -63,35 +63,41 @@ def make_rank_fn(splits: dict[str, Split], template: PromptTemplate, tokenizer, 
     return rank_fn
 
 
+def ut_by_tau(batch_scores: list, taus: list[float], batch_size: int) -> dict:
+    """Validation L_UT from each validation batch's ``scores[j, i]`` (user j, row i's target), at
+    every τ of ``taus``: InfoNCE over the users (:func:`info_nce_of_scores`), averaged over rows,
+    the best τ, and chance (ln of the batch size). One reading for ID scorers and the LLM."""
+    import math
+
+    from genrec.training.losses import info_nce_of_scores
+
+    rows = sum(s.shape[0] for s in batch_scores)
+    by_tau = {tau: round(sum(float(info_nce_of_scores(s, tau)) * s.shape[0] for s in batch_scores) / rows, 4)
+              for tau in taus}
+    best = min(by_tau, key=by_tau.get)
+    return {"by_tau": by_tau, "best_tau": best, "best": by_tau[best], "rows": rows,
+            "chance": round(math.log(batch_size), 4)}
+
+
 def scorer_ut_reference(cfg: TrainConfig, scorer_dirs: dict[str, str], taus: list[float]) -> dict[str, dict]:
     """Validation L_UT of ID models on a run's own validation rows and batches (``cfg``: its
     TrainConfig): for each scorer, InfoNCE over the users of each validation batch with its
     scores / τ, at every τ of ``taus`` and the best. Says how far below chance (ln of the
     batch) a strong sequential recommender gets on the same rows — the scale for the LLM's L_UT.
     τ is chosen on the rows themselves, so "best" flatters the scorers, never the LLM."""
-    import math
-
     import torch
 
     from genrec.esr import FallbackScorer
     from genrec.training.data import load_splits, validation_sample
-    from genrec.training.losses import info_nce_of_scores
 
     splits = load_splits(cfg.datasets, cfg.kcore)
     rows = [ex for _name, ex in validation_sample(splits, cfg.validation.max_examples, cfg.validation.seed)]
     bs = cfg.validation.batch_size
+    targets = torch.tensor([e.target for e in rows])
     out: dict[str, dict] = {}
     for name, folder in scorer_dirs.items():
         scores = torch.as_tensor(np.asarray(FallbackScorer.load(folder).score_batch([list(e.history) for e in rows])))
-        targets = torch.tensor([e.target for e in rows])
-        by_tau = {}
-        for tau in taus:
-            losses = [info_nce_of_scores(scores[b:b + bs][:, targets[b:b + bs]], tau) * len(targets[b:b + bs])
-                      for b in range(0, len(rows), bs)]
-            by_tau[tau] = round(float(sum(losses)) / len(rows), 4)
-        best = min(by_tau, key=by_tau.get)
-        out[name] = {"by_tau": by_tau, "best_tau": best, "best": by_tau[best], "rows": len(rows),
-                     "chance": round(math.log(bs), 4)}
+        out[name] = ut_by_tau([scores[b:b + bs][:, targets[b:b + bs]] for b in range(0, len(rows), bs)], taus, bs)
     return out
 
 
@@ -99,14 +105,14 @@ def calrec_ut_by_tau(cfg: TrainConfig, weights: str, taus: list[float]) -> dict:
     """Validation L_UT of a CALRec checkpoint (``weights``: a full fine-tune's model folder or a
     LoRA adapter, with its heads) at each τ of ``taus`` and at its training τ, on the run's own
     validation rows and batches. The LLM's user vector read the way :func:`scorer_ut_reference`
-    reads an ID model's scores, so both compare at each one's best temperature."""
+    reads an ID model's scores (its cosines as scores), so both compare at each one's best temperature."""
     import dataclasses
-    import math
+
+    import torch.nn.functional as F
 
     from genrec.prompting import PromptTemplate
     from genrec.training.collator import CALRecCollator
     from genrec.training.data import ValidationRows, load_splits
-    from genrec.training.losses import info_nce
     from genrec.training.stages import load_trainable_model
 
     run = dataclasses.replace(cfg, **({"model": weights} if cfg.tuning == "full" else {"init_adapter": weights}))
@@ -116,14 +122,10 @@ def calrec_ut_by_tau(cfg: TrainConfig, weights: str, taus: list[float]) -> dict:
     rows = ValidationRows(load_splits(cfg.datasets, cfg.kcore), PromptTemplate.load(cfg.template), tokenizer,
                           cfg.max_tokens, cfg.max_history, v.max_examples, v.seed)
     collator = CALRecCollator(tokenizer, cfg.max_tokens, cfg.max_target_tokens, with_target_alone=True)
-    trained_tau = cfg.loss.temperatures[1]
-    taus = sorted(set(taus) | {trained_tau})
-    sums = dict.fromkeys(taus, 0.0)
+    cosines = []
     for b in range(0, len(rows), v.batch_size):
         v_u, _, v_t = wrapped.embed(**collator([rows[i] for i in range(b, min(b + v.batch_size, len(rows)))]))
-        for tau in taus:
-            sums[tau] += float(info_nce(v_u, v_t, tau)) * v_u.shape[0]
-    by_tau = {tau: round(total / len(rows), 4) for tau, total in sums.items()}
-    best = min(by_tau, key=by_tau.get)
-    return {"by_tau": by_tau, "best_tau": best, "best": by_tau[best], "trained_tau": trained_tau,
-            "at_trained_tau": by_tau[trained_tau], "rows": len(rows), "chance": round(math.log(v.batch_size), 4)}
+        cosines.append(F.normalize(v_u.float(), dim=-1, eps=1e-8) @ F.normalize(v_t.float(), dim=-1, eps=1e-8).T)
+    trained_tau = cfg.loss.temperatures[1]
+    out = ut_by_tau(cosines, sorted(set(taus) | {trained_tau}), v.batch_size)
+    return {**out, "trained_tau": trained_tau, "at_trained_tau": out["by_tau"][trained_tau]}
