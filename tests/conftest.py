@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,22 @@ SHARED_DATA = Path(os.environ.get("GENREC_SHARED_DATA", REPO.parent / "shared" /
 # Tests must not depend on a network; the Hub is unreachable on our machines anyway.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@functools.cache
+def load_script(rel: str) -> types.ModuleType:
+    """A user-facing script (``"eval/reproduce.py"``) as a module, loaded once per test session.
+
+    Scripts are files, not package modules. The module is registered in ``sys.modules`` before
+    it runs, because dataclasses resolve their annotations through it; the scripts only define
+    things unless run as ``__main__``."""
+    path = REPO / rel
+    name = "script_" + rel.removesuffix(".py").replace("/", "_")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def shared(sub: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -20,20 +19,13 @@ from genrec.generation.base import Sample
 from genrec.grounding import BM25Index
 from genrec.prompting import PromptTemplate
 from genrec.recommender import PATH_GENERATIVE, Recommender, RecommenderSettings
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "inference" / "batch_generate.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("batch_generate", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["batch_generate"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-bg = load_script()
+bg = load_script("inference/batch_generate.py")
 
 
 class EchoGenerator:

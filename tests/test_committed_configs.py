@@ -7,14 +7,12 @@ Loading each one here, with the same strict loader the scripts use, catches both
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from genrec.config import load_config
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,14 +34,8 @@ RULES: list[tuple[str, str, str, str]] = [
 CONFIGS = sorted(p for folder in {r[0] for r in RULES} for p in (REPO / folder).glob("*.yaml"))
 
 
-@functools.cache
 def _script_class(script: str, name: str) -> type:
-    path = REPO / script
-    spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve the script's annotations through it
-    spec.loader.exec_module(module)  # scripts only define things unless run as __main__
-    return getattr(module, name)
+    return getattr(load_script(script), name)
 
 
 def _rule(config: Path) -> tuple[str, str]:

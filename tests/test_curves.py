@@ -8,6 +8,7 @@ import pytest
 
 from genrec.errors import ConfigError, DataError
 from genrec.training.curves import curves_markdown, read_stage_log, windowed_means
+from tests.conftest import load_script
 
 
 def _write(path, rows, tail=""):
@@ -68,16 +69,7 @@ def test_a_bad_line_inside_the_log_is_named(tmp_path):
 
 
 def _script():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "loss_curves", Path(__file__).resolve().parents[1] / "finetune" / "loss_curves.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["loss_curves"] = mod  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("finetune/loss_curves.py")
 
 
 def test_the_script_prints_both_stages_and_draws_a_png(tmp_path, capsys):

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("train_esr", REPO / "finetune" / "train_esr.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["train_esr"] = mod  # dataclasses look their module up here
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("finetune/train_esr.py")
 
 
 @pytest.mark.parametrize("kind", ["sasrec", "popularity"])

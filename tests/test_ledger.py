@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from genrec.ledger import entry_from_reports, format_entries, read_ledger, update_ledger
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,13 +114,7 @@ def test_runner_trains_each_seed_once_and_writes_the_ledger(tmp_path):
 
 
 def test_reproduce_passes_inside_the_range_and_fails_loudly_outside(tmp_path, capsys):
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("reproduce_script", REPO / "eval" / "reproduce.py")
-    script = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce_script"] = script
-    spec.loader.exec_module(script)
+    script = load_script("eval/reproduce.py")
     exps = tmp_path / "exp.yaml"
     exps.write_text(json.dumps({"dataset": "demo", "experiments": [
         {"name": "popularity", "config": str(REPO / "finetune/configs/esr_demo.yaml"),
