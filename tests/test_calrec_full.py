@@ -165,3 +165,35 @@ def test_full_and_lora_bundles_serve_through_vllm(trained, tiny64, tmp_path):
         finally:
             gen.shutdown()
         assert text == _greedy_hf(bundle.model_path, prompt, 6).split("\n")[0], kind
+
+
+def test_select_best_by_pessimistic_ndcg_keeps_that_checkpoint(tiny64, tmp_path):
+    """``select_best: ndcg@10_pes`` keeps the checkpoint with the best pessimistic validation NDCG@10
+    (the first of equals), the one a catalog-wide tie cannot lift."""
+    import json
+
+    from genrec.config import load_config
+    from genrec.training import TrainConfig, run_stage
+
+    result = run_stage(load_config(TrainConfig, None, [
+        *_common(tiny64, "full"), f"output_dir={tmp_path}", "validation.ranking_users=3", "validation.n_gen=1",
+        "validation.n_preds=1", "validation.temperature=0.0", "validation.max_new_tokens=4",
+        "validation.select_best=ndcg@10_pes"]))
+    assert result.completed
+    points = {r["step"]: r["eval_ndcg@10_pes"] for r in map(json.loads, (tmp_path / "metrics.jsonl").open())
+              if "eval_ndcg@10_pes" in r}
+    assert sorted(points) == [2, 4]
+    best_step = max(points, key=lambda s: (points[s], -s))
+    state = json.loads((tmp_path / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["best_metric"] == pytest.approx(points[best_step])
+    assert state["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")
+
+
+def test_select_best_rejects_an_unknown_metric(tiny64, tmp_path):
+    from genrec.config import load_config
+    from genrec.errors import ConfigError
+    from genrec.training import TrainConfig, run_stage
+
+    with pytest.raises(ConfigError, match="ndcg@10_pes"):
+        run_stage(load_config(TrainConfig, None, [*_common(tiny64, "full"), f"output_dir={tmp_path}",
+                                                  "validation.select_best=recall@10"]))

@@ -81,8 +81,9 @@ class ValidationConfig:
 
     ``eval_steps`` 0 = evaluate when a checkpoint is saved. ``ranking_users`` 0 = no ranking
     metric (it generates ``n_gen`` samples per user: expensive on CPU). ``select_best``:
-    ``last`` keeps the final weights, ``loss`` or ``ndcg@10`` makes the final adapter the best
-    checkpoint by that validation metric.
+    ``last`` keeps the final weights, ``loss``, ``ndcg@10`` or ``ndcg@10_pes`` makes the final adapter
+    the best checkpoint by that validation metric. ``ndcg@10_pes`` (pessimistic ranks) cannot be
+    lifted by a generation that grounds to nothing and ties the whole catalog with the target.
     """
 
     max_examples: int = 256         # validation rows for the validation loss (0 = none)
@@ -95,7 +96,7 @@ class ValidationConfig:
     max_new_tokens: int = 48        # longest generated item text
     temperature: float = 1.0        # sampling temperature of those samples
     mask_history: bool = True       # history items excluded from the ranking
-    select_best: str = "last"       # last | loss | ndcg@10: which checkpoint becomes the final adapter
+    select_best: str = "last"       # last | loss | ndcg@10 | ndcg@10_pes: which checkpoint becomes the final weights
     seed: int = 0                   # seed of the validation sample and the sampling
 
 
