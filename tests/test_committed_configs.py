@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 
 from genrec.config import load_config
-from tests.conftest import load_script
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO, load_script
 
 # (config folder, file-name prefix) -> (script, the settings class it passes to parse_args)
 RULES: list[tuple[str, str, str, str]] = [

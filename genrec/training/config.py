@@ -99,6 +99,15 @@ class ValidationConfig:
     select_best: str = "last"       # last | loss | ndcg@10 | ndcg@10_pes: which checkpoint becomes the final weights
     seed: int = 0                   # seed of the validation sample and the sampling
 
+    def __post_init__(self) -> None:
+        if self.select_best not in ("last", "loss", "ndcg@10", "ndcg@10_pes"):
+            raise ConfigError(f"validation.select_best {self.select_best!r}: choose last, loss, ndcg@10 or ndcg@10_pes")
+
+    @property
+    def best_metric(self) -> str | None:
+        """The trainer's logged metric that ``select_best`` reads (None: keep the last weights)."""
+        return None if self.select_best == "last" else f"eval_{self.select_best}"
+
 
 @dataclass
 class TrainConfig:

@@ -199,15 +199,12 @@ def build_trainer(cfg: TrainConfig, wrapped, tokenizer, autocast: bool, rank_fn=
     if rank_fn is None and v.ranking_users > 0:
         rank_fn = make_rank_fn(splits, template, tokenizer, v, cfg.max_tokens - cfg.max_target_tokens,
                                cfg.max_history)
-    select = v.select_best
-    if select not in ("last", "loss", "ndcg@10", "ndcg@10_pes"):
-        raise ConfigError(f"validation.select_best {select!r}: choose last, loss, ndcg@10 or ndcg@10_pes")
-    ranking = select.startswith("ndcg@10")
+    ranking = v.select_best.startswith("ndcg@10")
     if ranking and rank_fn is None:
-        raise ConfigError(f"validation.select_best: {select} needs validation.ranking_users > 0")
+        raise ConfigError(f"validation.select_best: {v.select_best} needs validation.ranking_users > 0")
     evaluating = valid is not None or rank_fn is not None
     eval_steps = v.eval_steps or cfg.save_steps
-    save_steps = eval_steps if select != "last" else cfg.save_steps
+    save_steps = eval_steps if v.best_metric else cfg.save_steps
     args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=v.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
@@ -215,9 +212,9 @@ def build_trainer(cfg: TrainConfig, wrapped, tokenizer, autocast: bool, rank_fn=
         max_steps=cfg.max_steps, save_strategy="steps", save_steps=save_steps,
         save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps, logging_first_step=True,
         eval_strategy="steps" if evaluating else "no", eval_steps=eval_steps if evaluating else None,
-        load_best_model_at_end=select != "last",
-        metric_for_best_model=None if select == "last" else f"eval_{select}",
-        greater_is_better=ranking if select != "last" else None,
+        load_best_model_at_end=v.best_metric is not None,
+        metric_for_best_model=v.best_metric,
+        greater_is_better=ranking if v.best_metric else None,
         bf16=autocast, seed=cfg.seed, data_seed=cfg.seed, train_sampling_strategy="sequential",
         remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True, report_to=[],
         dataloader_num_workers=cfg.dataloader_workers, use_cpu=not torch.cuda.is_available(),
