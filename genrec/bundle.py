@@ -8,6 +8,8 @@ Layout (every path relative to the bundle directory)::
     catalog.jsonl      the items (genrec.data.catalog format)
     bm25/              the BM25 index over the catalog item texts (genrec.grounding)
     trie.npz           the prefix tree of the items' target token ids (genrec.decoding.trie)
+    item_vectors.npz   the items' v_T from the model's contrastive heads (the embedding mode;
+                       written on first use, genrec.calrec_encoder)
     popularity.json    training interaction counts per item (the last-resort fallback, tie-breaks)
     model/             the LLM: merged weights, or the base when an adapter is kept apart
     adapter/           a LoRA adapter (only when not merged; GPU vLLM serves it via LoRARequest)
@@ -59,6 +61,7 @@ MODEL_DIR = "model"
 ADAPTER_DIR = "adapter"
 FALLBACK_DIR = "fallback"
 TRIE = "trie.npz"
+ITEM_VECTORS = "item_vectors.npz"
 
 
 @dataclass
@@ -116,6 +119,20 @@ class BundleConfig:
 
 
 # -- writing ---------------------------------------------------------------------------------
+def _load_item_vectors(path: Path, meta: dict) -> np.ndarray | None:
+    """The saved item vectors if they were read with ``meta``'s catalog, template and heads."""
+    import zipfile
+
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as f:
+            return f["vectors"] if json.loads(str(f["meta"])) == meta else None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        log.warning("%s: unreadable (%s); encoding the items again", path, e)
+        return None
+
+
 def _copy_tree(src: Path, dst: Path) -> None:
     """Copy a folder, hard-linking files when on the same filesystem (model weights are big)."""
 
@@ -242,6 +259,7 @@ def _write_model(cfg: BundleConfig, tmp: Path) -> dict:
         from genrec.merge import merge_adapter
 
         merge_adapter(base, cfg.adapter, tmp / MODEL_DIR)
+        _copy_heads(Path(cfg.adapter), tmp / MODEL_DIR)
         return {"dir": MODEL_DIR, "spec": None, "adapter": None, "merged_from": {"base": cfg.model,
                                                                                  "adapter": cfg.adapter}}
     info: dict[str, Any] = {"dir": None, "spec": None, "adapter": None, "merged_from": None}
@@ -254,6 +272,18 @@ def _write_model(cfg: BundleConfig, tmp: Path) -> dict:
         _copy_tree(Path(cfg.adapter), tmp / ADAPTER_DIR)
         info["adapter"] = ADAPTER_DIR
     return info
+
+
+def _copy_heads(adapter: Path, model_dir: Path) -> None:
+    """An adapter's contrastive heads (and their settings) into the merged model folder, where
+    the embedding mode looks for them."""
+    from genrec.training.model import heads_file, heads_settings_file
+
+    for src in (heads_file(adapter), heads_settings_file(adapter)):
+        if src.exists():
+            dst = heads_file(model_dir).with_name(src.name)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
 
 
 def load_tokenizer(model: str):
@@ -304,6 +334,7 @@ class Bundle:
         self._index = None
         self._fallback = None
         self._trie = None
+        self._embedding = None
         pop = json.loads((path / POPULARITY).read_text(encoding="utf-8"))
         self.popularity = np.asarray(pop["counts"], dtype=np.int64)
         if self.popularity.shape[0] != len(self.catalog):
@@ -389,6 +420,34 @@ class Bundle:
         return self._trie
 
     @property
+    def embedding(self):
+        """The embedding mode's :class:`~genrec.calrec_encoder.CatalogEmbedding`: the model's
+        heads as an encoder, and the items' vectors from ``item_vectors.npz`` when they were read
+        with this catalog, template and heads, else encoded now and saved there (if writable)."""
+        if self._embedding is None:
+            from genrec.calrec_encoder import CALRecEncoder, CatalogEmbedding
+
+            encoder = CALRecEncoder.load(self.model_path, self.adapter_path,
+                                         dtype=str(self.settings.generation.get("dtype", "auto")))
+            meta = {"catalog_fingerprint": self.catalog.fingerprint(),
+                    "template_fingerprint": self.template.fingerprint(), "heads": encoder.heads_digest}
+            path = self.path / ITEM_VECTORS
+            vectors = _load_item_vectors(path, meta)
+            if vectors is None:
+                log.info("encoding the %d catalog items of %s with the model's heads", len(self.catalog), self.path)
+                # v_T is read from the target text alone, as training read it
+                vectors = encoder.items([self.template.render_target(it) for it in self.catalog],
+                                        progress="item vectors")
+                try:
+                    tmp = path.with_name(f".{ITEM_VECTORS}.{os.getpid()}.npz")
+                    np.savez(tmp, vectors=vectors, meta=json.dumps(meta))
+                    os.replace(tmp, path)
+                except OSError as e:
+                    log.warning("could not save %s (%s); the item vectors stay in memory", path, e)
+            self._embedding = CatalogEmbedding(encoder, vectors, self.template)
+        return self._embedding
+
+    @property
     def fallback_path(self) -> str:
         return PATH_FALLBACK if self.manifest.get("fallback") else PATH_POPULARITY
 
@@ -450,4 +509,5 @@ class Bundle:
         return Recommender(self.catalog, self.index, self.template, generator, self.fallback_scorer,
                            settings=rs, fallback_path=self.fallback_path,
                            tokenizer=tokenizer, popularity=self.popularity.astype(np.float64),
-                           trie=lambda: self.trie, constrained_generator=constrained_generator)
+                           trie=lambda: self.trie, constrained_generator=constrained_generator,
+                           embedding=lambda: self.embedding)

@@ -280,7 +280,7 @@ def _store_tuned(settings_path: Path, tuned: dict[str, dict], where: str) -> Non
 
 
 def _write_ledger(cfg: ModeEvalConfig, result: dict) -> None:
-    """The issue's ledger rows: calrec_qrr, calrec_constrained (beam), calrec_rerank, and as
+    """The issue's ledger rows: calrec_qrr, calrec_constrained (beam), calrec_rerank, calrec_embedding, and as
     ``fused`` the fused pair chosen on validation (the best on these users when none was tuned)."""
     from genrec.ledger import entry_from_reports, script_argv, update_ledger
 
@@ -288,7 +288,8 @@ def _write_ledger(cfg: ModeEvalConfig, result: dict) -> None:
     command = "python " + " ".join(script_argv("eval/evaluate_modes.py"))
     reports, extra = result["reports"], result["extra"]
     names = {"calrec_qrr": "calrec_qrr", "calrec_constrained_beam": "calrec_constrained",
-             "calrec_constrained_sample": "calrec_constrained_sample", "calrec_rerank": "calrec_rerank"}
+             "calrec_constrained_sample": "calrec_constrained_sample", "calrec_rerank": "calrec_rerank",
+             "calrec_embedding": "calrec_embedding"}
     for name, key in names.items():
         if name in reports:
             info = {k: v for k, v in extra[name].items() if k in ("invalid_rate", "duplicate_rate", "seconds_per_user")}

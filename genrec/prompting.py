@@ -270,6 +270,13 @@ class PromptTemplate:
             return self._cut_newest(lines[-1], count, avail)
         return self._history_text(lines[len(lines) - keep:])
 
+    def history_span(self, prompt: str) -> tuple[int, int]:
+        """(start, end) characters of the item lines in a :meth:`render_history` prompt: the span
+        whose states CALRec's history-mean v_U pools (the label and the suffix excluded)."""
+        start = len(self.history_label) if prompt.startswith(self.history_label) else 0
+        end = len(prompt) - len(self.suffix) if prompt.endswith(self.suffix) else len(prompt)
+        return start, end
+
     def _cut_newest(self, line: str, count, avail: int) -> str:
         """The prompt with only the newest item, cut to the longest prefix that fits."""
         lo, hi = 0, len(line)  # invariant: a prefix of length lo fits

@@ -12,7 +12,9 @@ Generative modes (``mode``, per request too; SPEC.md §1 and §6):
 * ``constrained_beam``: beam search of width N_gen inside the prefix tree of the item texts
   (genrec.decoding), each finished beam an item scored by its summed log-prob;
 * ``constrained_sample``: N_gen samples drawn inside that tree, each exactly one item;
-* ``rerank``: the fallback's top-M items rescored by the LLM's log P(item text | prompt).
+* ``rerank``: the fallback's top-M items rescored by the LLM's log P(item text | prompt);
+* ``embedding``: no decoding: the fine-tuned model's contrastive heads score the catalog by
+  cos(v_U, v_T) / τ (genrec.calrec_encoder), its top M kept.
 
 ``fusion`` (genrec.fusion) then optionally combines the mode's catalog signal with the
 fallback's full-catalog scores. Answers carry ``mode`` (e.g. ``constrained_beam+zsum``).
@@ -57,7 +59,8 @@ MODE_QRR = "qrr"
 MODE_BEAM = "constrained_beam"
 MODE_SAMPLE = "constrained_sample"
 MODE_RERANK = "rerank"
-MODES = (MODE_QRR, MODE_BEAM, MODE_SAMPLE, MODE_RERANK)
+MODE_EMBEDDING = "embedding"
+MODES = (MODE_QRR, MODE_BEAM, MODE_SAMPLE, MODE_RERANK, MODE_EMBEDDING)
 
 
 class RequestError(GenrecError):
@@ -106,8 +109,9 @@ class RecommenderSettings:
     k: int = 10  # default list length
     exclude_history: bool = True  # drop the user's own items from the answer
     seed: int | None = 0  # sampling seed (deterministic answers on the transformers backend)
-    mode: str = MODE_QRR  # qrr | constrained_beam | constrained_sample | rerank (see the module docstring)
+    mode: str = MODE_QRR  # qrr | constrained_beam | constrained_sample | rerank | embedding (module docstring)
     rerank_m: int = 50  # M: how many of the fallback's top items the rerank mode rescores
+    embedding_m: int = 500  # M: how many top items of the embedding mode are kept (0 = the whole catalog)
     fusion: FusionSettings = field(default_factory=FusionSettings)  # none | zsum | rrf with the fallback
 
 
@@ -200,10 +204,12 @@ class Recommender:
                  fallback: Scorer, settings: RecommenderSettings | None = None,
                  fallback_path: str = PATH_POPULARITY, tokenizer: Any = None,
                  popularity: np.ndarray | None = None, trie: Any = None,
-                 constrained_generator: Any = None) -> None:
+                 constrained_generator: Any = None, embedding: Any = None) -> None:
         """``trie``: the item prefix tree (or a zero-argument callable that loads it on first
         use); ``constrained_generator``: what runs the modes ``generator`` cannot (e.g. the
-        transformers backend for beam search beside a vLLM generator), or a callable making it."""
+        transformers backend for beam search beside a vLLM generator), or a callable making it;
+        ``embedding``: the catalog's :class:`~genrec.calrec_encoder.CatalogEmbedding` for the
+        embedding mode (or a callable making it)."""
         if fallback_path not in (PATH_FALLBACK, PATH_POPULARITY):
             raise GenrecError(f"fallback_path must be {PATH_FALLBACK!r} or {PATH_POPULARITY!r}, got {fallback_path!r}")
         self.catalog = catalog
@@ -217,6 +223,7 @@ class Recommender:
         self.popularity = popularity
         self._trie = trie
         self._constrained = constrained_generator
+        self._embedding = embedding
 
     # -- steps ---------------------------------------------------------------------------
     def check_k(self, k: int | None) -> int:
@@ -348,6 +355,16 @@ class Recommender:
             raise GenrecError("this recommender has no item prefix tree (constrained modes need one)")
         return self._trie
 
+    @property
+    def embedding(self):
+        """The catalog embedding of the embedding mode (built on first use)."""
+        if callable(self._embedding) and not hasattr(self._embedding, "scores"):
+            self._embedding = self._embedding()
+        if self._embedding is None:
+            raise GenrecError("this recommender has no catalog embedding (the embedding mode needs a model "
+                              "fine-tuned with projection heads)")
+        return self._embedding
+
     def decoder(self, method: str) -> Any:
         """The generator that offers ``method`` (constrained_beam, constrained_sample,
         score_candidates): the main one when it does, else the constrained one."""
@@ -367,6 +384,8 @@ class Recommender:
         mode = self.check_mode(mode)
         if mode in (MODE_BEAM, MODE_SAMPLE):
             _ = self.trie
+        if mode == MODE_EMBEDDING:
+            _ = self.embedding
         method = {MODE_BEAM: "constrained_beam", MODE_SAMPLE: "constrained_sample", MODE_RERANK: "score_candidates"}
         if mode in method:
             self.decoder(method[mode])
@@ -438,6 +457,9 @@ class Recommender:
             budget = getattr(getattr(gen, "cfg", None), "max_new_tokens", "?")
             return [(catalog_signal(d, n), list(d), None) if d else
                     (None, [], f"constrained decoding finished no item within {budget} tokens") for d in decoded]
+        if mode == MODE_EMBEDDING:
+            return [(self._top_m(row, self.settings.embedding_m), [], None)
+                    for row in self.embedding.scores(prompts)]
         gen = self.decoder("score_candidates")
         out = []
         for p in live:
@@ -449,6 +471,16 @@ class Recommender:
             signal = np.full(n, -np.inf)
             signal[np.asarray(cands, dtype=np.int64)] = scores
             out.append((signal, list(zip(cands, scores)), None))
+        return out
+
+    @staticmethod
+    def _top_m(scores: np.ndarray, m: int) -> np.ndarray:
+        """The M best scores kept, the rest absent (-inf); m = 0 keeps all."""
+        if m <= 0 or m >= scores.shape[0]:
+            return scores
+        out = np.full_like(scores, -np.inf)
+        keep = np.argpartition(-scores, m - 1)[:m]
+        out[keep] = scores[keep]
         return out
 
     def finish(self, prepared: Prepared, mode: str, fusion: FusionSettings, signal: np.ndarray | None,
@@ -531,7 +563,10 @@ class Recommender:
         any generation failure is answered by the fallback, saying why."""
         mode = self.check_mode(mode)
         fusion = self.check_fusion(fusion, mode)
-        if self.generator is None and (mode == MODE_QRR or self._constrained is None):
+        if mode == MODE_EMBEDDING:
+            if self._embedding is None:
+                return [self.fallback(p, "no catalog embedding configured") for p in live]
+        elif self.generator is None and (mode == MODE_QRR or self._constrained is None):
             return [self.fallback(p, "no generator configured") for p in live]
         try:
             per_user = self.mode_signals(live, mode, seed)

@@ -167,6 +167,30 @@ def test_full_and_lora_bundles_serve_through_vllm(trained, tiny64, tmp_path):
         assert text == _greedy_hf(bundle.model_path, prompt, 6).split("\n")[0], kind
 
 
+def test_full_and_lora_bundles_keep_the_heads_for_the_embedding_mode(trained, tiny64, tmp_path):
+    """A merged LoRA bundle carries the adapter's heads into its model folder; both kinds answer
+    the embedding mode with the heads their run trained (and its τ)."""
+    import hashlib
+
+    from genrec.bundle import Bundle, BundleConfig, BundleSettings, write_bundle
+    from genrec.data.source import DatasetSource
+    from genrec.recommender import MODE_EMBEDDING, PATH_GENERATIVE, RecommenderSettings
+    from genrec.training.model import heads_file
+
+    settings = BundleSettings(recommender=RecommenderSettings(k=5, max_prompt_tokens=128, embedding_m=20),
+                              generation={"backend": "hf", "max_new_tokens": 6, "dtype": "float32"})
+    for kind, model, adapter in (("full", str(trained["full"]), ""), ("lora", tiny64, str(trained["lora"]))):
+        bundle = Bundle.load(write_bundle(BundleConfig(
+            out=str(tmp_path / kind), dataset=DatasetSource("demo", name="kitchen"), model=model, adapter=adapter,
+            settings=settings)))
+        trained_heads = heads_file(Path(adapter or model)).read_bytes()
+        emb = bundle.embedding
+        assert emb.encoder.heads_digest == hashlib.sha256(trained_heads).hexdigest()[:16], kind
+        assert emb.encoder.tau == 0.1 and emb.item_vectors.shape == (len(bundle.catalog), 16)
+        answer = bundle.recommender(backend="hf").recommend([bundle.catalog[0].item_id], mode=MODE_EMBEDDING)
+        assert answer.path == PATH_GENERATIVE and answer.mode == MODE_EMBEDDING and len(answer.items) == 5
+
+
 def test_select_best_by_pessimistic_ndcg_keeps_that_checkpoint(tiny64, tmp_path):
     """``select_best: ndcg@10_pes`` keeps the checkpoint with the best pessimistic validation NDCG@10
     (the first of equals), the one a catalog-wide tie cannot lift."""

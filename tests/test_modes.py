@@ -20,6 +20,7 @@ from genrec.grounding import BM25Index
 from genrec.prompting import PromptTemplate
 from genrec.recommender import (
     MODE_BEAM,
+    MODE_EMBEDDING,
     MODE_QRR,
     MODE_RERANK,
     MODE_SAMPLE,
@@ -175,10 +176,15 @@ def bundle(tmp_path_factory, tokenizer):
 
     from genrec.bundle import Bundle, BundleConfig, BundleSettings, write_bundle
     from genrec.data.source import DatasetSource
+    from genrec.training.config import LossConfig
+    from genrec.training.model import CALRecModel
 
     tmp = tmp_path_factory.mktemp("modes-bundle")
-    LlamaForCausalLM(LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
-                                 vocab_size=len(tokenizer))).save_pretrained(tmp / "model")
+    model = LlamaForCausalLM(LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                         intermediate_size=64, vocab_size=len(tokenizer)))
+    # saved as a CALRec fine-tune saves: the model folder with its contrastive heads (the embedding mode)
+    CALRecModel(model, LossConfig(projection_heads=True, projection_dim=8, tau=0.1, user_pooling="last")
+                ).save(tmp / "model")
     tokenizer.save_pretrained(tmp / "model")
     settings = BundleSettings(recommender=RecommenderSettings(template="calrec_short", n_gen=2, k=5, rerank_m=8),
                               generation={"backend": "hf", "max_new_tokens": 32, "dtype": "float32"})
@@ -209,6 +215,37 @@ def test_bundle_recommender_runs_every_mode(bundle):
         if mode != MODE_QRR:  # random weights write text BM25 may not match; decoding always ends on items
             assert answer.path == PATH_GENERATIVE and answer.mode == mode, (mode, answer.reason)
         assert len(set(answer.item_ids)) == 5 and not set(answer.item_ids) & set(history)
+
+
+def test_embedding_mode_ranks_by_the_heads_cosine_and_keeps_the_item_vectors(bundle):
+    import dataclasses
+    import os
+
+    from genrec.bundle import ITEM_VECTORS, Bundle
+
+    rec = bundle.recommender(backend="hf")
+    history = [bundle.catalog[i].item_id for i in (3, 8, 21)]
+    answer = rec.recommend(history, k=7, mode=MODE_EMBEDDING)
+    assert answer.path == PATH_GENERATIVE and answer.mode == MODE_EMBEDDING and answer.filled == 0
+    # the same scores from the encoder directly: the user's prompt against every item's target text
+    emb = bundle.embedding
+    prompt = rec.build_prompt([3, 8, 21])
+    scores = emb.encoder.users([prompt]) @ emb.encoder.items(
+        [bundle.template.render_target(it) for it in bundle.catalog]).T / 0.1
+    scores[0, [3, 8, 21]] = -np.inf
+    best = np.argsort(-scores[0], kind="stable")[:7]
+    assert answer.item_ids == [bundle.catalog[int(i)].item_id for i in best]
+    np.testing.assert_allclose([it.score for it in answer.items], scores[0, best], rtol=1e-4)
+    # top-M: only M items carry a signal; a list longer than M is filled from the fallback
+    short = dataclasses.replace(rec.settings, embedding_m=4)
+    few = bundle.recommender(backend="hf", settings=short).recommend(history, k=7, mode=MODE_EMBEDDING)
+    assert few.item_ids[:4] == answer.item_ids[:4] and few.filled == 3 and len(set(few.item_ids)) == 7
+    # the item vectors were saved with the bundle and are read back, not encoded again
+    path = bundle.path / ITEM_VECTORS
+    stamp = os.stat(path).st_mtime_ns
+    again = Bundle.load(bundle.path).embedding
+    np.testing.assert_array_equal(again.item_vectors, emb.item_vectors)
+    assert os.stat(path).st_mtime_ns == stamp
 
 
 def test_server_takes_mode_and_fusion_per_request(bundle):

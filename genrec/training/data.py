@@ -51,9 +51,7 @@ def render_row(template: PromptTemplate, split: Split, ex: Example, tokenizer, m
     history = [cat[i] for i in truncate_history(ex.history, max_history)]
     # One token is left for a BOS the tokenizer may add in front of the prompt.
     prompt, target = template.render_example(history, cat[ex.target], tokenizer, max_tokens - 1)
-    start = len(template.history_label) if prompt.startswith(template.history_label) else 0
-    end = len(prompt) - len(template.suffix) if prompt.endswith(template.suffix) else len(prompt)
-    return {"prompt": prompt, "target": target, "history_span": (start, end)}
+    return {"prompt": prompt, "target": target, "history_span": template.history_span(prompt)}
 
 
 class TrainingStream(torch.utils.data.Dataset):

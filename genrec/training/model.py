@@ -14,6 +14,7 @@ model folder's top level) — only training reads them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ from genrec.training.losses import combine, info_nce, last_prompt_state, mean_po
 
 HEADS_FILE = "calrec_heads.safetensors"
 HEADS_SUBDIR = "calrec_heads"
+HEADS_SETTINGS = "calrec_heads.json"
 ADAPTER_FILE = "adapter_model.safetensors"
 MODEL_FILE = "model.safetensors"
 
@@ -31,6 +33,11 @@ MODEL_FILE = "model.safetensors"
 def heads_file(directory: Path) -> Path:
     """Where the heads of a saved adapter or model folder are (or go)."""
     return directory / HEADS_FILE if (directory / ADAPTER_FILE).exists() else directory / HEADS_SUBDIR / HEADS_FILE
+
+
+def heads_settings_file(directory: Path) -> Path:
+    """Beside the heads: how v_U is pooled, the heads' size and L_UT's τ (``calrec_heads.json``)."""
+    return heads_file(directory).with_name(HEADS_SETTINGS)
 
 
 class NegativesQueue(nn.Module):
@@ -122,25 +129,37 @@ class CALRecModel(nn.Module):
         and a pass over the target alone."""
         if t_input_ids is None:
             raise ValueError("contrastive loss needs the target-alone sequences (collator with_target_alone)")
-        pooling = self.loss_cfg.user_pooling
-        v_u = last_prompt_state(h, target_mask) if pooling == "last" else mean_pool(h, history_mask)
         v_tu = mean_pool(h, target_mask)
-        h_t = self._decoder()(input_ids=t_input_ids, attention_mask=t_attention_mask,
-                              position_ids=t_position_ids, use_cache=False).last_hidden_state
-        v_t = mean_pool(h_t, t_target_mask)
         if self.heads is not None:
-            v_u, v_tu, v_t = self.heads.user(v_u), self.heads.target_in_context(v_tu), self.heads.target(v_t)
-        return v_u, v_tu, v_t
+            v_tu = self.heads.target_in_context(v_tu)
+        return (self.user_vectors(h, history_mask, target_mask), v_tu,
+                self.target_vectors(t_input_ids, t_attention_mask, t_position_ids, t_target_mask))
+
+    def user_vectors(self, h: torch.Tensor, history_mask: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+        """v_U (after its head) from a sequence's last hidden states: the history mean or the
+        last prompt state (``loss.user_pooling``). A prompt without a target works the same,
+        its last position being the last prompt token (left padding)."""
+        v_u = last_prompt_state(h, target_mask) if self.loss_cfg.user_pooling == "last" else mean_pool(h, history_mask)
+        return self.heads.user(v_u) if self.heads is not None else v_u
+
+    def target_vectors(self, t_input_ids, t_attention_mask, t_position_ids, t_target_mask) -> torch.Tensor:
+        """v_T (after its head): the mean state of a pass over the target text alone."""
+        v_t = mean_pool(self.hidden_states(t_input_ids, t_attention_mask, t_position_ids), t_target_mask)
+        return self.heads.target(v_t) if self.heads is not None else v_t
 
     @torch.no_grad()
     def embed(self, input_ids, attention_mask, position_ids, history_mask, target_mask, t_input_ids=None,
               t_attention_mask=None, t_position_ids=None, t_target_mask=None,
               **_: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(v_U, v_T|U, v_T) of a collated batch, as ``forward`` feeds them to the contrastive losses."""
-        h = self._decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                            use_cache=False).last_hidden_state
+        h = self.hidden_states(input_ids, attention_mask, position_ids)
         return self._vectors(h, history_mask, target_mask, t_input_ids, t_attention_mask, t_position_ids,
                              t_target_mask)
+
+    def hidden_states(self, input_ids, attention_mask, position_ids) -> torch.Tensor:
+        """The decoder's last hidden states (no LM head: embedding needs no logits)."""
+        return self._decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                               use_cache=False).last_hidden_state
 
     # -- files ---------------------------------------------------------------------------
     def _extras(self) -> dict[str, torch.Tensor]:
@@ -160,6 +179,11 @@ class CALRecModel(nn.Module):
             path = heads_file(directory)
             path.parent.mkdir(parents=True, exist_ok=True)
             save_file({k: v.detach().cpu().contiguous() for k, v in extras.items()}, str(path))
+        if self.heads is not None:  # what inference needs to read v_U and v_T as training did
+            cfg = self.loss_cfg
+            heads_settings_file(directory).write_text(json.dumps(
+                {"user_pooling": cfg.user_pooling, "projection_dim": self.heads.user.out_features,
+                 "tau_ut": cfg.temperatures[1]}), encoding="utf-8")
 
     def load_weights(self, directory: str | Path) -> None:
         """Weights of a checkpoint, adapter or model folder (+ heads and queue) into this model."""
