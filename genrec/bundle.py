@@ -119,20 +119,6 @@ class BundleConfig:
 
 
 # -- writing ---------------------------------------------------------------------------------
-def _load_item_vectors(path: Path, meta: dict) -> np.ndarray | None:
-    """The saved item vectors if they were read with ``meta``'s catalog, template and heads."""
-    import zipfile
-
-    if not path.exists():
-        return None
-    try:
-        with np.load(path) as f:
-            return f["vectors"] if json.loads(str(f["meta"])) == meta else None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        log.warning("%s: unreadable (%s); encoding the items again", path, e)
-        return None
-
-
 def _copy_tree(src: Path, dst: Path) -> None:
     """Copy a folder, hard-linking files when on the same filesystem (model weights are big)."""
 
@@ -322,6 +308,20 @@ def build_bundle_cli(config: str | None, overrides: list[str] | None = None) -> 
 
 
 # -- loading ---------------------------------------------------------------------------------
+def _load_item_vectors(path: Path, meta: dict) -> np.ndarray | None:
+    """The saved item vectors if they were read with ``meta``'s catalog, template and heads."""
+    import zipfile
+
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as f:
+            return f["vectors"] if json.loads(str(f["meta"])) == meta else None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        log.warning("%s: unreadable (%s); encoding the items again", path, e)
+        return None
+
+
 class Bundle:
     """A loaded bundle. Cheap parts load at once; the index, model and fallback on first use."""
 

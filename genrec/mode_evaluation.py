@@ -106,6 +106,8 @@ def collect(rec, examples: list[Example], mode: str, path: Path, seed: int | Non
 
     done = _read_log(path)
     todo = [e for e in examples if e.user not in done]
+    if todo:  # one-time loads (tree, generator, item vectors) are not a user's time
+        rec.warm(mode)
     with open(path, "a", encoding="utf-8") as f, \
             console.progress(total=len(todo), desc=f"{mode}", unit="user") as bar:
         for start in range(0, len(todo), max(1, batch)):
