@@ -119,8 +119,14 @@ class BundleConfig:
 
 
 # -- writing ---------------------------------------------------------------------------------
+# What a trainer checkpoint holds beside the weights: state for resuming, never for serving
+# (the optimizer alone is twice the weights).
+TRAINER_STATE = ("optimizer.pt", "scheduler.pt", "rng_state*.pth", "trainer_state.json", "training_args.bin")
+
+
 def _copy_tree(src: Path, dst: Path) -> None:
-    """Copy a folder, hard-linking files when on the same filesystem (model weights are big)."""
+    """Copy a model or adapter folder, hard-linking files when on the same filesystem (model weights
+    are big), without a trainer checkpoint's resume state."""
 
     def link_or_copy(s: str, d: str) -> None:
         try:
@@ -128,7 +134,7 @@ def _copy_tree(src: Path, dst: Path) -> None:
         except OSError:
             shutil.copy2(s, d)
 
-    shutil.copytree(src, dst, copy_function=link_or_copy)
+    shutil.copytree(src, dst, copy_function=link_or_copy, ignore=shutil.ignore_patterns(*TRAINER_STATE))
 
 
 def item_texts(catalog: Catalog, template: PromptTemplate) -> list[str]:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from genrec.errors import GenrecError
+from genrec.prompting import PromptTemplate
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class CatalogEmbedding:
 
     encoder: CALRecEncoder
     item_vectors: np.ndarray  # [N, d], unit length, catalog order
-    template: object          # the bundle's PromptTemplate (its history span)
+    template: PromptTemplate  # the bundle's template (its history span)
 
     def scores(self, prompts: Sequence[str]) -> np.ndarray:
         spans = [self.template.history_span(p) for p in prompts]

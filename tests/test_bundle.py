@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,6 +64,15 @@ def test_write_and_load_round_trip(tmp_path, tiny_model):
     top = b.fallback_scorer.recommend([0], 3, exclude_history=True)
     expected = [i for i in np.argsort(-b.popularity, kind="stable") if i != 0][:3]
     assert [i for i, _ in top] == [int(i) for i in expected]
+
+
+def test_a_trainer_checkpoint_is_bundled_without_its_resume_state(tmp_path, tiny_model):
+    ckpt = tmp_path / "checkpoint-40"
+    shutil.copytree(tiny_model, ckpt)
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin"):
+        (ckpt / name).write_bytes(b"state")
+    out = write_bundle(demo_config(tmp_path / "b", str(ckpt)))
+    assert sorted(p.name for p in (out / "model").iterdir()) == sorted(p.name for p in Path(tiny_model).iterdir())
 
 
 def test_existing_out_needs_overwrite(tmp_path, tiny_model):
