@@ -571,7 +571,8 @@ class Recommender:
         try:
             per_user = self.mode_signals(live, mode, seed)
         except Exception as e:  # any generation failure is answered by the fallback, not an error
-            log.exception("generation failed")
-            reason = f"generation failed: {type(e).__name__}: {e}"
+            what = "embedding" if mode == MODE_EMBEDDING else "generation"
+            log.exception("%s failed", what)
+            reason = f"{what} failed: {type(e).__name__}: {e}"
             return [self.fallback(p, reason) for p in live]
         return [self.finish(p, mode, fusion, *x) for p, x in zip(live, per_user)]

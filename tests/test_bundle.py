@@ -142,6 +142,15 @@ def test_bundle_recommender_answers(tmp_path, tiny_model):
     assert answer.path in ("generative", PATH_POPULARITY)
 
 
+def test_embedding_mode_without_heads_is_answered_by_the_fallback_saying_why(tmp_path, tiny_model):
+    from genrec.recommender import MODE_EMBEDDING
+
+    rec = Bundle.load(write_bundle(demo_config(tmp_path / "b", tiny_model))).recommender(backend="hf")
+    answer = rec.recommend(["ele-0003"], mode=MODE_EMBEDDING)
+    assert answer.path == PATH_POPULARITY and len(answer.items) == 5
+    assert answer.reason.startswith("embedding failed: GenrecError:") and "no CALRec projection heads" in answer.reason
+
+
 def test_adapter_merged_or_kept_apart(tmp_path, tiny_model):
     import torch
     from peft import LoraConfig, get_peft_model
