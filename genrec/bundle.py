@@ -444,10 +444,10 @@ class Bundle:
                 # v_T is read from the target text alone, as training read it
                 vectors = encoder.items([self.template.render_target(it) for it in self.catalog],
                                         progress="item vectors")
+                from genrec.esr.embeddings import _atomic_write_bytes
+
                 try:
-                    tmp = path.with_name(f".{ITEM_VECTORS}.{os.getpid()}.npz")
-                    np.savez(tmp, vectors=vectors, meta=json.dumps(meta))
-                    os.replace(tmp, path)
+                    _atomic_write_bytes(path, lambda f: np.savez(f, vectors=vectors, meta=json.dumps(meta)))
                 except OSError as e:
                     log.warning("could not save %s (%s); the item vectors stay in memory", path, e)
             self._embedding = CatalogEmbedding(encoder, vectors, self.template)

@@ -116,7 +116,7 @@ class CALRecEncoder:
         w = self.wrapped
         with console.progress(total=len(rows), desc=progress or "", unit="text", disable=progress is None) as bar:
             for idx in self._batches(lengths):
-                b = self.collator([rows[i] for i in idx])
+                b = self.collator.collate([enc[i] for i in idx])
                 if user:
                     h = w.hidden_states(b["input_ids"], b["attention_mask"], b["position_ids"])
                     v = w.user_vectors(h, b["history_mask"], b["target_mask"])

@@ -106,7 +106,11 @@ class CALRecCollator:
         }
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        enc = [self.encode(r) for r in rows]
+        return self.collate([self.encode(r) for r in rows])
+
+    def collate(self, enc: list[dict[str, list]]) -> dict[str, torch.Tensor]:
+        """The padded batch of rows already :meth:`encode`-d (callers that sort by length first
+        need not tokenise twice)."""
         batch = self._block(enc, "input_ids", "")
         batch["labels"] = self._left_pad([e["labels"] for e in enc], IGNORE_INDEX)
         batch["history_mask"] = self._left_pad([e["history_mask"] for e in enc], False)
