@@ -38,7 +38,7 @@ from torch import nn
 
 from genrec.esr.family import FallbackModel
 from genrec.esr.losses import RankingLoss, bce_loss
-from genrec.esr.sasrec import LAYOUTS, Attention, SequenceEncoder, attention_mask, layer_norm_eps
+from genrec.esr.sequence_encoder import LAYOUTS, Attention, SequenceEncoder, attention_mask, layer_norm_eps
 
 VIEWS = ("both", "semantic", "collaborative")
 
@@ -54,7 +54,7 @@ class ESRConfig:
     max_len: int = 200  # newest items of a history the model reads
     ffn: int = 0  # feed-forward width of a block (0 = hidden, the paper's; RecBole's SASRec: 4 x hidden)
     activation: str = "relu"  # relu (the paper's) | gelu (RecBole's)
-    layout: str = "sasrec"  # sasrec (the paper's code: pre-norm) | recbole (post-norm); see genrec.esr.sasrec
+    layout: str = "sasrec"  # sasrec (the paper's code: pre-norm) | recbole (post-norm); see esr.sequence_encoder
     views: str = "both"  # both | semantic | collaborative
     cross_attention: bool = True  # sequence-level fusion of the two views (LLM-ESR)
     shared_encoder: bool = True  # one SASRec encoder for both views (the paper's)

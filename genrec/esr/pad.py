@@ -1,6 +1,6 @@
 """PAD (pre-train, align, disentangle; SPEC.md §7): text, ID and aligned experts gated by item frequency.
 
-Item vectors from three sources, one SASRec encoder (:mod:`genrec.esr.sasrec`) shared by all:
+Item vectors from three sources, one SASRec encoder (:mod:`genrec.esr.sequence_encoder`) shared by all:
 
 - text expert: the frozen LLM item vectors (pre-trained) through an adapter
   Linear(d→d/2) → Linear(d/2→hidden) (LLM-ESR's);
@@ -37,7 +37,7 @@ from genrec.errors import ConfigError
 from genrec.esr.family import FallbackModel
 from genrec.esr.llmesr import ESRConfig, OnBackbone, prepare_llm_embeddings
 from genrec.esr.losses import RankingLoss
-from genrec.esr.sasrec import SequenceEncoder, attention_mask
+from genrec.esr.sequence_encoder import SequenceEncoder, attention_mask
 
 EXPERTS = ("text", "id", "aligned")
 
