@@ -11,7 +11,13 @@ Conventions (fixed here so every report means the same thing):
   **except the target itself**: if the target also occurs in the history it stays rankable,
   so a repeat purchase can still be a hit. Masked items tie with a target scored -inf.
 * Ranks are 1-based ints; NDCG@K = 1/log2(rank+1) if rank <= K else 0; Recall@K = [rank <= K];
-  MRR = 1/rank.
+  ``mrr`` is the full-ranking MRR, 1/rank at any depth; ``mrr@10`` is RecBole's truncated MRR@10,
+  1/rank if rank <= 10 else 0. They are different numbers (SPEC.md §12): tables label ``mrr`` "full".
+* The headline of a report is the *expected* metric under random tie-breaking (side ``exp``):
+  the target's rank is uniform over [opt, pes], so each user's value is the mean of the metric
+  over that range, computed exactly in closed form (:func:`expected_metrics`). Neither the
+  optimistic value (which gives a user whose generation grounded to nothing rank 1) nor the
+  pessimistic one is what a reader should take; both stay beside it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 DEFAULT_KS = (1, 10)
-METRIC_ORDER = ("ndcg@10", "recall@1", "recall@10", "mrr")
+MRR_K = 10  # RecBole's MRR@10
+METRIC_ORDER = ("ndcg@10", "recall@1", "recall@10", "mrr@10", "mrr")
+SIDES = ("exp", "opt", "pes")  # expected under random tie-breaking (the headline), optimistic, pessimistic
+LABELS = {"mrr": "MRR (full)", "mrr@10": "MRR@10"}  # how tables name a metric key, where the key alone is ambiguous
+_EXACT_HARMONIC = 64  # H(n) summed exactly below this; the asymptotic series above it errs by < 1e-17
 GROUPS = ("overall", "head_users", "tail_users", "head_items", "tail_items")
 
 
@@ -96,15 +106,63 @@ def ranks(scores: np.ndarray, targets: np.ndarray, exclude: Sequence[Sequence[in
 
 
 def per_user_metrics(rank: np.ndarray, ks: Sequence[int] = DEFAULT_KS, ndcg_k: int = 10) -> dict[str, np.ndarray]:
-    """NDCG@ndcg_k, Recall@K for each K, and reciprocal rank, one float per user."""
+    """NDCG@ndcg_k, Recall@K for each K, MRR@10 and the full MRR, one float per user."""
     rank = np.asarray(rank, dtype=np.float64)
     if rank.size and rank.min() < 1:
         raise ValueError("ranks are 1-based; got a rank < 1")
     out = {f"ndcg@{ndcg_k}": np.where(rank <= ndcg_k, 1.0 / np.log2(rank + 1.0), 0.0)}
     for k in ks:
         out[f"recall@{k}"] = (rank <= k).astype(np.float64)
+    out[f"mrr@{MRR_K}"] = np.where(rank <= MRR_K, 1.0 / rank, 0.0)
     out["mrr"] = 1.0 / rank
     return out
+
+
+def harmonic(n: np.ndarray) -> np.ndarray:
+    """H(n) = 1 + 1/2 + ... + 1/n for integer n >= 0 (H(0) = 0), as float64: summed exactly below
+    64, by the Euler-Maclaurin series above (error < 1e-17), so a catalog of any size costs O(1)."""
+    n = np.asarray(n, dtype=np.int64)
+    table = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, _EXACT_HARMONIC, dtype=np.float64))])
+    x = np.maximum(n, 1).astype(np.float64)
+    inv2 = 1.0 / (x * x)
+    series = np.log(x) + np.euler_gamma + 0.5 / x - inv2 * (1 / 12 - inv2 * (1 / 120 - inv2 / 252))
+    return np.where(n < _EXACT_HARMONIC, table[np.clip(n, 0, _EXACT_HARMONIC - 1)], series)
+
+
+def expected_metrics(opt: np.ndarray, pes: np.ndarray, ks: Sequence[int] = DEFAULT_KS,
+                     ndcg_k: int = 10) -> dict[str, np.ndarray]:
+    """Each user's expected metrics when ties are broken at random (SPEC.md §12): the target's rank
+    is uniform over [opt, pes], so a metric's expectation is its mean over that range.
+
+    Exact and O(K) per user whatever the catalog size: with w = pes - opt + 1 and a = opt - 1,
+    NDCG@K = (C(min(pes, K)) - C(min(a, K))) / w where C(m) = sum_{r<=m} 1/log2(r+1) (nothing is
+    added beyond K), Recall@K = (min(pes, K) - min(a, K)) / w, MRR@10 the same with harmonic
+    numbers H, full MRR = (H(pes) - H(a)) / w. An untied user (w = 1) gets the point value itself,
+    bit for bit, so expected == optimistic == pessimistic wherever nothing ties.
+    """
+    opt = np.asarray(opt, dtype=np.int64).reshape(-1)
+    pes = np.asarray(pes, dtype=np.int64).reshape(-1)
+    if opt.shape != pes.shape:
+        raise ValueError(f"opt and pes differ in length: {len(opt)} != {len(pes)}")
+    if opt.size and (opt.min() < 1 or (pes < opt).any()):
+        raise ValueError("ranks are 1-based with opt <= pes; got a rank < 1 or opt > pes")
+    point = per_user_metrics(opt, ks, ndcg_k)
+    tied = pes > opt
+    if not tied.any():
+        return point
+    w = (pes - opt + 1).astype(np.float64)
+    a = opt - 1
+
+    def span(cum: np.ndarray, k: int) -> np.ndarray:
+        return cum[np.minimum(pes, k)] - cum[np.minimum(a, k)]
+
+    discounts = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, ndcg_k + 2, dtype=np.float64)))])
+    ranged = {f"ndcg@{ndcg_k}": span(discounts, ndcg_k) / w}
+    for k in ks:
+        ranged[f"recall@{k}"] = (np.minimum(pes, k) - np.minimum(a, k)) / w
+    ranged[f"mrr@{MRR_K}"] = (harmonic(np.minimum(pes, MRR_K)) - harmonic(np.minimum(a, MRR_K))) / w
+    ranged["mrr"] = (harmonic(pes) - harmonic(a)) / w
+    return {k: np.where(tied, ranged[k], v) for k, v in point.items()}
 
 
 def paired_ci(a: np.ndarray, b: np.ndarray, resamples: int, seed: int = 0) -> tuple[float, list[float]]:
@@ -118,31 +176,46 @@ def paired_ci(a: np.ndarray, b: np.ndarray, resamples: int, seed: int = 0) -> tu
 
 
 def metrics_from_ranks(rank: np.ndarray, ks: Sequence[int] = DEFAULT_KS, ndcg_k: int = 10) -> dict[str, float]:
-    """Means of :func:`per_user_metrics`: ``ndcg@10``, ``recall@K`` per K, ``mrr`` (0.0 for no users)."""
+    """Means of :func:`per_user_metrics`: ``ndcg@10``, ``recall@K`` per K, ``mrr@10``, ``mrr`` (0.0 for no users)."""
     per = per_user_metrics(rank, ks, ndcg_k)
     return {k: (float(v.mean()) if len(v) else 0.0) for k, v in per.items()}
 
 
-def _summary(opt: np.ndarray, pes: np.ndarray, ks: Sequence[int]) -> dict:
+def expected_from_ranks(opt: np.ndarray, pes: np.ndarray, ks: Sequence[int] = DEFAULT_KS,
+                        ndcg_k: int = 10) -> dict[str, float]:
+    """Means of :func:`expected_metrics` (0.0 for no users): what selection and tuning compare."""
+    per = expected_metrics(opt, pes, ks, ndcg_k)
+    return {k: (float(v.mean()) if len(v) else 0.0) for k, v in per.items()}
+
+
+def _summary(opt: np.ndarray, pes: np.ndarray, ks: Sequence[int], empty: np.ndarray | None) -> dict:
     n = int(len(opt))
     out: dict = {"n": n}
-    for name, r in (("opt", opt), ("pes", pes)):
-        per = per_user_metrics(r, ks)
+    per_side = {"exp": expected_metrics(opt, pes, ks), "opt": per_user_metrics(opt, ks),
+                "pes": per_user_metrics(pes, ks)}
+    for name in SIDES:
+        per = per_side[name]
         out[name] = {k: (float(v.mean()) if n else 0.0) for k, v in per.items()}
         # 95% confidence half-width of the mean (normal approximation), for sampled evaluations.
         out[f"{name}_ci95"] = {k: (1.96 * float(v.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0)
                                for k, v in per.items()}
+    if empty is not None:
+        out["n_empty"] = int(np.count_nonzero(empty))
     return out
 
 
 def evaluate_ranking(opt: np.ndarray, pes: np.ndarray, users: Sequence[str], targets: Sequence[int],
-                     head_users: set[str], head_items: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict:
+                     head_users: set[str], head_items: np.ndarray, ks: Sequence[int] = DEFAULT_KS,
+                     empty: Sequence[bool] | None = None) -> dict:
     """Metrics overall and for head/tail users and head/tail items.
 
-    Returns ``{group: {"n": count, "opt": {metric: mean}, "pes": {...}, "opt_ci95": {...},
-    "pes_ci95": {...}}}`` for the groups in :data:`GROUPS`. A user is head if in ``head_users``;
-    an example's item group is that of its test target (``head_items[target]``). The groups
-    themselves come from :mod:`genrec.data.groups` (training data only, SPEC.md §2 tie rule).
+    Returns ``{group: {"n": count, "exp": {metric: mean}, "opt": {...}, "pes": {...}, "exp_ci95": {...},
+    "opt_ci95": {...}, "pes_ci95": {...}}}`` for the groups in :data:`GROUPS`; ``exp`` (expected under
+    random tie-breaking) is the headline. ``empty`` (generative paths) marks the users whose output
+    grounded to nothing, every item tied; each group then also counts them as ``n_empty``. A user is
+    head if in ``head_users``; an example's item group is that of its test target
+    (``head_items[target]``). The groups themselves come from :mod:`genrec.data.groups` (training
+    data only, SPEC.md §2 tie rule).
     """
     opt = np.asarray(opt)
     pes = np.asarray(pes)
@@ -150,6 +223,9 @@ def evaluate_ranking(opt: np.ndarray, pes: np.ndarray, users: Sequence[str], tar
     if not len(opt) == len(pes) == len(users) == len(targets):
         raise ValueError(f"opt, pes, users and targets differ in length: "
                          f"{len(opt)}, {len(pes)}, {len(users)}, {len(targets)}")
+    flags = None if empty is None else np.asarray(empty, dtype=bool).reshape(-1)
+    if flags is not None and len(flags) != len(opt):
+        raise ValueError(f"empty has {len(flags)} flags for {len(opt)} users")
     head_items = np.asarray(head_items, dtype=bool)
     if len(targets) and targets.max() >= len(head_items):
         raise ValueError(f"a target index is beyond head_items (length {len(head_items)})")
@@ -162,40 +238,56 @@ def evaluate_ranking(opt: np.ndarray, pes: np.ndarray, users: Sequence[str], tar
         "head_items": is_head_item,
         "tail_items": ~is_head_item,
     }
-    return {g: _summary(opt[m], pes[m], ks) for g, m in masks.items()}
+    return {g: _summary(opt[m], pes[m], ks, None if flags is None else flags[m]) for g, m in masks.items()}
+
+
+def label(metric: str) -> str:
+    """A metric key as a table names it (``mrr`` is the full-ranking MRR, not RecBole's MRR@10)."""
+    return LABELS.get(metric, metric)
 
 
 def format_table(reports: Mapping[str, dict], group: str = "overall") -> str:
-    """A Markdown table comparing methods: one row per method, opt / pes per metric, for one group."""
-    header = "| method | n | " + " | ".join(f"{m} (opt/pes)" for m in METRIC_ORDER) + " |"
-    lines = [header, "|" + "---|" * (2 + len(METRIC_ORDER))]
+    """A Markdown table comparing methods, one row per method, for one group: each metric's expected
+    value under random tie-breaking (the headline) with its optimistic / pessimistic bounds beside
+    it, and, where a report counts them, the users whose generation grounded to nothing."""
+    empty = any("n_empty" in r[group] for r in reports.values())
+    header = ("| method | n | " + " | ".join(f"{label(m)} exp (opt/pes)" for m in METRIC_ORDER)
+              + (" | n_empty" if empty else "") + " |")
+    lines = [header, "|" + "---|" * (2 + len(METRIC_ORDER) + empty)]
     for method, report in reports.items():
         g = report[group]
-        cells = [f"{g['opt'].get(m, float('nan')):.4f} / {g['pes'].get(m, float('nan')):.4f}" for m in METRIC_ORDER]
+        cells = [f"**{_get(g, 'exp', m):.4f}** ({_get(g, 'opt', m):.4f} / {_get(g, 'pes', m):.4f})"
+                 for m in METRIC_ORDER]
+        if empty:
+            cells.append(str(g.get("n_empty", "")))
         lines.append(f"| {method} | {g['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def format_report(report: dict, metrics: Sequence[str] | None = None) -> str:
-    """A Markdown table of ONE report: a row per metric, an opt and a pes column per group.
+def _get(group: Mapping, side: str, metric: str) -> float:
+    return group.get(side, {}).get(metric, float("nan"))
 
-    The header row carries each group's count, e.g. ``head_users (n=200) opt``.
+
+def format_report(report: dict, metrics: Sequence[str] | None = None) -> str:
+    """A Markdown table of ONE report: a row per metric, an exp, opt and pes column per group.
+
+    The header row carries each group's count, e.g. ``head_users (n=200) exp``.
     """
     groups = [g for g in GROUPS if g in report]
     metrics = list(metrics) if metrics else [m for m in report[groups[0]]["opt"]]
-    lines = ["| metric | " + " | ".join(f"{g} (n={report[g]['n']}) {side}" for g in groups for side in ("opt", "pes"))
-             + " |", "|" + "---|" * (1 + 2 * len(groups))]
+    lines = ["| metric | " + " | ".join(f"{g} (n={report[g]['n']}) {side}" for g in groups for side in SIDES)
+             + " |", "|" + "---|" * (1 + len(SIDES) * len(groups))]
     for m in metrics:
-        cells = [f"{report[g][side].get(m, float('nan')):.4f}" for g in groups for side in ("opt", "pes")]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        cells = [f"{_get(report[g], side, m):.4f}" for g in groups for side in SIDES]
+        lines.append(f"| {label(m)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def format_group_table(reports: Mapping[str, dict], metric: str = "ndcg@10") -> str:
-    """A Markdown table of one metric (opt/pes) by user and item group, one row per method."""
-    lines = ["| method | " + " | ".join(f"{g} {metric}" for g in GROUPS) + " |", "|" + "---|" * (1 + len(GROUPS))]
+    """A Markdown table of one metric, expected (opt / pes), by user and item group, one row per method."""
+    lines = ["| method | " + " | ".join(f"{g} {label(metric)}" for g in GROUPS) + " |", "|" + "---|" * (1 + len(GROUPS))]
     for method, report in reports.items():
-        cells = [f"{report[g]['opt'][metric]:.4f} / {report[g]['pes'][metric]:.4f} (n={report[g]['n']})"
-                 for g in GROUPS]
+        cells = [f"{_get(report[g], 'exp', metric):.4f} ({report[g]['opt'][metric]:.4f} / "
+                 f"{report[g]['pes'][metric]:.4f}, n={report[g]['n']})" for g in GROUPS]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
