@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
 import pytest
 
-from genrec.ledger import entry_from_reports, format_entries, read_ledger, update_ledger
+from genrec.ledger import backfill_expected, entry_from_reports, format_entries, read_ledger, update_ledger
 from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _report(ndcg: float, tail: float, n: int = 100) -> dict:
-    side = {"ndcg@10": ndcg, "recall@10": 2 * ndcg, "recall@1": ndcg / 2, "mrr": ndcg * 0.9}
-    groups = {g: {"n": n // 2, "opt": {**side, "ndcg@10": tail}, "pes": {**side, "ndcg@10": tail - 0.01}}
+def _report(ndcg: float, tail: float, n: int = 100, expected: bool = True) -> dict:
+    side = {"ndcg@10": ndcg, "recall@10": 2 * ndcg, "recall@1": ndcg / 2, "mrr@10": ndcg * 0.8, "mrr": ndcg * 0.9}
+    groups = {g: {"n": n // 2, "opt": {**side, "ndcg@10": tail}, "pes": {**side, "ndcg@10": tail - 0.01},
+                  "exp": {**side, "ndcg@10": tail - 0.004}}
               for g in ("head_users", "tail_users", "head_items", "tail_items")}
-    return {"overall": {"n": n, "opt": side, "pes": {**side, "ndcg@10": ndcg - 0.001}}, **groups}
+    report = {"overall": {"n": n, "opt": side, "pes": {**side, "ndcg@10": ndcg - 0.001},
+                          "exp": {**side, "ndcg@10": ndcg - 0.0005}}, **groups}
+    if not expected:  # a report written before the expected side existed
+        for g in report.values():
+            del g["exp"]
+    return report
 
 
 def test_entry_is_the_mean_over_seeds_with_sample_std():
     e = entry_from_reports([_report(0.07, 0.03), _report(0.08, 0.05)], [1, 2], "c.yaml", "python x")
     assert e["ndcg@10"] == pytest.approx(0.075) and e["recall@10"] == pytest.approx(0.15)
-    assert e["ndcg@10_pes"] == pytest.approx(0.074)
+    assert e["ndcg@10_pes"] == pytest.approx(0.074) and e["ndcg@10_expected"] == pytest.approx(0.0745)
+    assert e["mrr@10_expected"] == pytest.approx(0.06) and e["tail_items_ndcg@10_expected"] == pytest.approx(0.036)
+    assert e["ndcg@10_expected_std"] == pytest.approx(0.00707107, abs=1e-6)
+    assert e["date"] == datetime.datetime.now(datetime.UTC).date().isoformat()
+    assert len(e["commit"].split("-")[0]) == 12 and "n_empty" not in e
     assert e["tail_items_ndcg@10"] == pytest.approx(0.04) and e["tail_items_ndcg@10_pes"] == pytest.approx(0.03)
     assert e["ndcg@10_std"] == pytest.approx(0.00707107, abs=1e-6)  # |0.08-0.07| / sqrt(2)
     assert e["tail_items_ndcg@10_std"] == pytest.approx(0.0141421, abs=1e-6)
@@ -32,6 +43,30 @@ def test_entry_is_the_mean_over_seeds_with_sample_std():
     assert "ndcg@10_std" not in one
     with pytest.raises(ValueError, match="different user counts"):
         entry_from_reports([_report(0.07, 0.03, n=10), _report(0.07, 0.03, n=12)], [1, 2], "c", "x")
+
+
+def test_a_report_from_before_the_expected_side_fills_it_only_where_opt_equals_pes():
+    e = entry_from_reports([_report(0.07, 0.03, expected=False)], [1], "c.yaml", "python x")
+    assert e["ndcg@10_expected"] is None and e["tail_items_ndcg@10_expected"] is None  # tied: unknown
+    assert e["recall@10_expected"] == pytest.approx(0.14) and e["mrr_expected"] == pytest.approx(0.063)
+    empty = dict(_report(0.07, 0.03))
+    empty["overall"] = {**empty["overall"], "n_empty": 7}
+    assert entry_from_reports([empty], [1], "c", "x")["n_empty"] == 7
+
+
+def test_backfill_fills_only_what_the_means_determine():
+    untied = {"ndcg@10": 0.09, "ndcg@10_pes": 0.09, "mrr": 0.08, "mrr_pes": 0.08, "tail_items_ndcg@10": 0.02,
+              "tail_items_ndcg@10_pes": 0.02, "n_users": 10}
+    got = backfill_expected(untied)
+    assert got["ndcg@10_expected"] == 0.09 and got["mrr_expected"] == 0.08 and got["tail_items_ndcg@10_expected"] == 0.02
+    assert got["expected_from"] == "opt == pes" and "n_empty" not in got and "mrr@10_expected" not in got
+    tied = {"ndcg@10": 0.0527, "ndcg@10_pes": 0.0336, "recall@10": 0.09, "recall@10_pes": 0.06, "mrr": 0.04,
+            "mrr_pes": 0.04}
+    got = backfill_expected(tied, generative=True)
+    assert got["ndcg@10_expected"] is None and got["ndcg@10_expected_bounds"] == [0.0336, 0.0527]
+    assert got["recall@10_expected"] is None and got["recall@10_expected_bounds"] == [0.06, 0.09]
+    assert got["n_empty"] is None and "re-run" in got["expected_note"] and "expected_from" not in got
+    assert backfill_expected(got) == got  # never overwrites
 
 
 def test_update_merges_and_keeps_other_rows(tmp_path):
@@ -70,13 +105,20 @@ def test_writers_in_parallel_processes_keep_every_row(tmp_path):
 
 def test_table_shows_mean_and_std():
     e = entry_from_reports([_report(0.07, 0.03), _report(0.08, 0.05)], [1, 2], "c.yaml", "python x")
-    table = format_entries({"sasrec": e})
-    assert "| sasrec | 2 | 0.0750 ± 0.0071 (pes 0.0740) | 0.1500 |" in table  # ties: the pessimistic beside it
-    untied = {**e, "ndcg@10_pes": e["ndcg@10"]}
-    assert "| sasrec | 2 | 0.0750 ± 0.0071 | 0.1500 |" in format_entries({"sasrec": untied})
+    table = format_entries({"sasrec": e}).splitlines()
+    assert table[0] == ("| method | NDCG@10 (expected) | NDCG@10 opt | NDCG@10 pes | R@10 (expected) | "
+                        "MRR@10 (expected) | users | seeds | date | commit |")
+    assert table[2].startswith("| sasrec | 0.0745 ± 0.0071 | 0.0750 ± 0.0071 | 0.0740 | 0.1500 | 0.0600 | 100 | 2 | ")
+    old = backfill_expected({"ndcg@10": 0.0527, "ndcg@10_pes": 0.0336, "recall@10": 0.09, "recall@10_pes": 0.06,
+                             "n_users": 8317, "seeds": [0]}, generative=True)
+    rows = format_entries({"calrec": old, "qrr": {**e, "n_empty": 12}}).splitlines()
+    assert rows[0].endswith("| users | seeds | n_empty | date | commit |")
+    assert rows[2] == "| calrec | — (in [0.0336, 0.0527], re-measure) | 0.0527 | 0.0336 | — | — | 8317 | 1 | — |  |  |"
+    assert "| 100 | 2 | 12 | " in rows[3]
     from genrec.ledger import format_groups
 
-    assert "| sasrec | 0.0750 | 0.0400 | 0.0400 | 0.0400 | 0.0400 |" in format_groups({"sasrec": e})
+    assert "| sasrec | 0.0745 | 0.0360 | 0.0360 | 0.0360 | 0.0360 |" in format_groups({"sasrec": e})
+    assert "| calrec | — | — |" in format_groups({"calrec": old})
 
 
 def test_runner_trains_each_seed_once_and_writes_the_ledger(tmp_path):
