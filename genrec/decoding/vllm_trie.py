@@ -39,7 +39,9 @@ from typing import Any
 
 import numpy as np
 
+from genrec.decoding.constrained import Decoded
 from genrec.decoding.trie import ItemTrie
+from genrec.generation.vllm_params import sampling_params
 
 EXTRA_KEY = "genrec_trie"
 EOS_KEY = "genrec_eos"
@@ -110,9 +112,6 @@ def constrained_sample(gen, prompts: Sequence[str], trie: ItemTrie, n: int | Non
     """N_gen constrained samples per prompt on a ``VLLMGenerator`` whose engine was built with
     ``vllm_kwargs: {logits_processors: [PROCESSOR]}``; merged by item path like the
     transformers version. A sample's score is the sum of its raw token log-probs."""
-    from genrec.decoding.constrained import Decoded
-    from genrec.generation.vllm_backend import sampling_params
-
     n = n or gen.cfg.n
     params = sampling_params(gen.cfg, n)
     eos = gen.tokenizer.eos_token_id

@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 
 from genrec.generation._stop import cut_at_stop, eos_token_ids
 from genrec.generation.base import GenerationConfig, Sample
+from genrec.generation.vllm_params import sampling_params
 from genrec.hardware import inference_dtype, torch_has_cuda
 
 
@@ -120,17 +121,6 @@ def engine_kwargs(cfg: GenerationConfig, model: str, lora: str | None) -> dict:
     kwargs.update(cfg.vllm_kwargs)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB of KV cache on CPU: plenty for 135M
     return kwargs
-
-
-def sampling_params(cfg: GenerationConfig, n: int, seed: int | None = None, final_only: bool = False):
-    from vllm import SamplingParams
-    from vllm.sampling_params import RequestOutputKind
-
-    greedy = cfg.temperature <= 0
-    extra = {"output_kind": RequestOutputKind.FINAL_ONLY} if final_only else {}
-    return SamplingParams(n=n, temperature=0.0 if greedy else cfg.temperature, top_p=1.0 if greedy else cfg.top_p,
-                          top_k=cfg.top_k if (cfg.top_k and not greedy) else 0, max_tokens=cfg.max_new_tokens,
-                          stop=[cfg.stop] if cfg.stop else None, logprobs=0, detokenize=True, seed=seed, **extra)
 
 
 class _Common:
