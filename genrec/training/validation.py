@@ -113,7 +113,7 @@ def calrec_ut_by_tau(cfg: TrainConfig, weights: str, taus: list[float]) -> dict:
     from genrec.prompting import PromptTemplate
     from genrec.training.collator import CALRecCollator
     from genrec.training.data import ValidationRows, load_splits
-    from genrec.training.stages import load_trainable_model
+    from genrec.training.model_loading import load_trainable_model
 
     run = dataclasses.replace(cfg, **({"model": weights} if cfg.tuning == "full" else {"init_adapter": weights}))
     wrapped, tokenizer, _ = load_trainable_model(run)
