@@ -1,10 +1,14 @@
 """Evaluation harness (RecBole's evaluator role): any recommender path, full-catalog ranking.
 
 Every method turns a batch of (history → target) examples into scores over the whole catalog;
-ranks are optimistic and pessimistic (SPEC.md §1), history masking is a setting, and metrics
-are reported overall and for head/tail users and items (SPEC.md §2, groups from training
-interactions only). The generative path is slow on CPU, so it can run on a seeded sample of
-users (reported with 95% confidence half-widths) and resumes from its per-user log.
+ranks are optimistic and pessimistic (SPEC.md §1) and the headline of every report is the
+expected metric under random tie-breaking between them (SPEC.md §12); history masking is a
+setting, and metrics are reported overall and for head/tail users and items (SPEC.md §2, groups
+from training interactions only). The generative path is slow on CPU, so it can run on a seeded
+sample of users (reported with 95% confidence half-widths) and resumes from its per-user log
+(each user's opt and pes ranks and whether the generation grounded to nothing), which is keyed
+to everything that changes the ranks (dataset, split, masking, bundle, sampling): a log made
+under another setting is refused, never read back.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ from genrec.data.groups import head_items, head_users, item_popularity
 from genrec.data.preprocess import leave_one_out
 from genrec.data.source import DatasetSource
 from genrec.errors import ConfigError
-from genrec.metrics import evaluate_ranking, format_group_table, format_table, ranks
+from genrec.metrics import (
+    evaluate_ranking,
+    expected_metrics,
+    format_group_table,
+    format_table,
+    paired_ci,
+    ranks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +132,10 @@ class GenerativeRanker:
     """The CALRec path: prompt → N_gen samples → QRR BM25 scores, logged per user so a killed
     run resumes where it stopped."""
 
-    def __init__(self, settings: GenerativeEvalSettings, log_path: Path, catalog_size: int) -> None:
+    def __init__(self, settings: GenerativeEvalSettings, log_path: Path, catalog_size: int,
+                 log_key: dict | None = None) -> None:
+        """``log_key``: what else fixes the ranks in the log (dataset, split; masking is added by
+        :meth:`run`), so a log from another setting is refused."""
         from genrec.bundle import Bundle
 
         if not settings.bundle:
@@ -137,19 +151,31 @@ class GenerativeRanker:
         self.recommender = self.bundle.recommender(backend=settings.backend, **overrides)
         self.settings = settings
         self.log_path = log_path
+        self.log_key = {"catalog_size": catalog_size, **(log_key or {})}
 
-    def _check_sampling(self) -> None:
-        """Refuse to add to a log written under other sampling settings (bundle, backend, N_gen,
-        token budget, temperature): its users would mix two setups. The settings sit next to
-        the log; engine settings (speed only) may change between pieces."""
+    def _check_key(self, mask_history: bool) -> None:
+        """Refuse to add to, or read back, a log written under another setting: other sampling
+        (bundle, backend, N_gen, token budget, temperature) would mix two setups' users, and
+        another dataset, split or masking would report ranks of other examples or of another
+        ranking. The key sits next to the log; engine settings (speed only) may change between
+        pieces. A log without its key (written before logs were keyed) is refused too."""
         s = self.settings
-        now = {"bundle": s.bundle, "backend": s.backend, **_sampling(s)}
+        now = {"bundle": s.bundle, "backend": s.backend, **_sampling(s),
+               **self.log_key, "mask_history": bool(mask_history)}
+        now = json.loads(json.dumps(now))  # as it reads back (tuples become lists)
         path = self.log_path.with_name(self.log_path.stem + ".settings.json")
         if path.exists():
             saved = json.loads(path.read_text(encoding="utf-8"))
             if saved != now:
-                raise ConfigError(f"{self.log_path}: logged with other sampling settings ({saved}, in {path}) "
-                                  f"than now ({now}); use another output_dir, or delete both files to start over")
+                differ = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+                raise ConfigError(f"{self.log_path}: logged under other settings ({', '.join(differ)}: "
+                                  f"{ {k: saved.get(k) for k in differ} } in {path}, now "
+                                  f"{ {k: now.get(k) for k in differ} }); use another output_dir, or delete "
+                                  f"both files to start over")
+        elif self.log_path.exists() and self.log_path.stat().st_size:
+            raise ConfigError(f"{self.log_path}: a log without its settings file {path.name}, so what it was "
+                              f"measured on (dataset, split, masking, sampling) is unknown; use another "
+                              f"output_dir, or delete it to start over")
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(now) + "\n", encoding="utf-8")
@@ -166,16 +192,17 @@ class GenerativeRanker:
                     out[row["user"]] = row
         return out
 
-    def run(self, examples: list[Example], mask_history: bool) -> tuple[np.ndarray, np.ndarray, float, int]:
+    def run(self, examples: list[Example], mask_history: bool) -> GenerativeRun:
         """Streams every user not yet logged through the engine (vLLM; chunks of ``batch_users``
         otherwise) and grounds, ranks and logs each one as its samples arrive: the engine never
         waits for grounding or for a batch's slowest user, and a kill loses only the users still
         in flight (the log is flushed per user, fsynced at least every 2 s). Returns opt and pes
-        ranks of every example, and the seconds and user count of what this call generated."""
+        ranks of every example, which users' generations grounded to nothing (every item tied),
+        and the seconds and user count of what this call generated."""
         from genrec.generation.streaming import stream_samples
 
         _drop_partial_line(self.log_path)
-        self._check_sampling()
+        self._check_key(mask_history)
         done = self.done()
         todo = [e for e in examples if e.user not in done]
         started = time.time()
@@ -192,6 +219,7 @@ class GenerativeRanker:
                 scores = self.recommender.grounded_scores([ss])
                 o, p = ranks(scores, np.array([e.target]), exclude=[e.history] if mask_history else None)
                 row = {"user": e.user, "target": e.target, "opt": int(o[0]), "pes": int(p[0]),
+                       "empty": grounded_to_nothing(scores[0]),
                        "samples": [[s.text, round(float(s.score), 4)] for s in ss[:5]]}
                 f.write(json.dumps(row) + "\n")
                 f.flush()
@@ -201,9 +229,30 @@ class GenerativeRanker:
                 done[e.user] = row
                 bar.update(1)
         elapsed = time.time() - started
-        opt = np.array([done[e.user]["opt"] for e in examples], dtype=np.int64)
-        pes = np.array([done[e.user]["pes"] for e in examples], dtype=np.int64)
-        return opt, pes, elapsed, len(todo)
+        rows = [done[e.user] for e in examples]
+        return GenerativeRun(np.array([r["opt"] for r in rows], dtype=np.int64),
+                             np.array([r["pes"] for r in rows], dtype=np.int64),
+                             np.array([bool(r.get("empty", False)) for r in rows]), elapsed, len(todo))
+
+
+@dataclass
+class GenerativeRun:
+    """What :meth:`GenerativeRanker.run` measured: per-user ranks and empty outputs, and the time
+    and user count of the generation this call did (the rest came from the log)."""
+
+    opt: np.ndarray
+    pes: np.ndarray
+    empty: np.ndarray      # the user's generation grounded to nothing: every item tied
+    seconds: float
+    generated: int
+
+
+def grounded_to_nothing(scores: np.ndarray) -> bool:
+    """True when a user's grounded scores single out no item (all equal over the catalog), so
+    every item ties with the target: optimistic rank 1, pessimistic the whole catalog."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    s = np.where(np.isnan(s), -np.inf, s)
+    return bool(s.size == 0 or s.max() == s.min())
 
 
 def _drop_partial_line(path: Path) -> None:
@@ -229,7 +278,8 @@ class _NoStream:
 
 
 def plot_groups(reports: dict[str, dict], path: Path, metric: str = "ndcg@10") -> None:
-    """A grouped bar chart of one metric (optimistic) by user and item group, one bar per method."""
+    """A grouped bar chart of one metric (expected under random tie-breaking) by user and item group,
+    one bar per method."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -239,10 +289,10 @@ def plot_groups(reports: dict[str, dict], path: Path, metric: str = "ndcg@10") -
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / max(1, len(reports))
     for m, (method, report) in enumerate(reports.items()):
-        values = [report[g]["opt"][metric] for g in groups]
+        values = [report[g]["exp"][metric] for g in groups]
         ax.bar(np.arange(len(groups)) + m * width, values, width, label=method)
     ax.set_xticks(np.arange(len(groups)) + width * (len(reports) - 1) / 2, groups)
-    ax.set_ylabel(f"{metric} (optimistic)")
+    ax.set_ylabel(f"{metric} (expected, random tie-breaking)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -273,23 +323,27 @@ def run_evaluation(cfg: EvalConfig, split: Split | None = None) -> dict:
 
 
 def write_ledger_row(cfg: EvalConfig, result: dict) -> dict:
-    """The ledger's ``<dataset>.<ledger_method>`` row: opt and pes metrics of the generative path, its
-    user count and 95% half-widths (a sampled run), seconds per user, and the other methods'
-    NDCG@10 on the same users where they ran on them."""
+    """The ledger's ``<dataset>.<ledger_method>`` row: expected (the headline), opt and pes metrics
+    of the generative path, its users with empty output (``n_empty``), its user count and 95%
+    half-widths (a sampled run), seconds per user, the split and masking, and the other methods'
+    expected NDCG@10 on the same users where they ran on them."""
     from genrec.ledger import entry_from_reports, script_argv, update_ledger
 
     reports, meta = result["reports"], result["methods"]
     report = reports["calrec"]
     argv = script_argv("eval/evaluate.py")
-    extra: dict = {"ndcg@10_ci95": round(report["overall"]["opt_ci95"]["ndcg@10"], 6),
-                   "ndcg@10_pes_ci95": round(report["overall"]["pes_ci95"]["ndcg@10"], 6),
-                   "sampled": meta["calrec"]["sampled"], "bundle": cfg.generative.bundle}
+    overall = report["overall"]
+    extra: dict = {"ndcg@10_expected_ci95": round(overall["exp_ci95"]["ndcg@10"], 6),
+                   "ndcg@10_ci95": round(overall["opt_ci95"]["ndcg@10"], 6),
+                   "ndcg@10_pes_ci95": round(overall["pes_ci95"]["ndcg@10"], 6),
+                   "sampled": meta["calrec"]["sampled"], "bundle": cfg.generative.bundle,
+                   "split": result.get("split", cfg.split), "mask_history": result.get("mask_history", cfg.mask_history)}
     if "seconds_per_user" in meta["calrec"]:
         extra["seconds_per_user"] = meta["calrec"]["seconds_per_user"]
-    same = {m: round(r["overall"]["opt"]["ndcg@10"], 6) for m, r in reports.items()
+    same = {m: round(r["overall"]["exp"]["ndcg@10"], 6) for m, r in reports.items()
             if m != "calrec" and meta[m]["users"] == meta["calrec"]["users"]}
     if same:
-        extra["same_users_ndcg@10"] = same
+        extra["same_users_ndcg@10_expected"] = same
     config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else ""
     entry = entry_from_reports([report], [cfg.seed], config, "python " + " ".join(argv), **extra)
     update_ledger(cfg.ledger, cfg.ledger_dataset or result["dataset"], cfg.ledger_method, entry)
@@ -311,9 +365,12 @@ def _evaluate(cfg: EvalConfig, split: Split | None, out: Path) -> dict:
         t0 = time.time()
         if method == "calrec":
             console.say("  calrec: loading the bundle and starting its generation engine (a minute or two on CPU)")
-            ranker = GenerativeRanker(cfg.generative, out / f"ranks_{method}.jsonl", catalog_size)
-            opt, pes, gen_seconds, generated = ranker.run(examples, cfg.mask_history)
+            key = {"dataset": to_dict(cfg.dataset), "split": cfg.split}
+            ranker = GenerativeRanker(cfg.generative, out / f"ranks_{method}.jsonl", catalog_size, key)
+            run = ranker.run(examples, cfg.mask_history)
+            opt, pes, empty, gen_seconds, generated = run.opt, run.pes, run.empty, run.seconds, run.generated
         else:
+            empty = None
             if method == "popularity":
                 fn = popularity_scores(split)
             else:
@@ -322,7 +379,7 @@ def _evaluate(cfg: EvalConfig, split: Split | None, out: Path) -> dict:
                 fn = fallback_model_scores(cfg.model_dirs[method])
             opt, pes = rank_examples(examples, fn, cfg.mask_history, desc=method)
         reports[method] = evaluate_ranking(opt, pes, [e.user for e in examples], [e.target for e in examples],
-                                           hu, hi)
+                                           hu, hi, empty=empty)
         meta[method] = {"users": len(examples), "seconds": round(time.time() - t0, 2),
                         "sampled": len(examples) < len(all_examples)}
         if method == "calrec" and generated:
@@ -340,11 +397,11 @@ def results_markdown(result: dict) -> str:
              format_table(reports), ""]
     sampled = [m for m, v in result["methods"].items() if v["sampled"]]
     if sampled:
-        lines.append("95% confidence half-widths (sampled users): " + "; ".join(
-            f"{m}: NDCG@10 ±{reports[m]['overall']['opt_ci95']['ndcg@10']:.4f}, "
-            f"R@10 ±{reports[m]['overall']['opt_ci95']['recall@10']:.4f}" for m in sampled))
+        lines.append("95% confidence half-widths of the expected values (sampled users): " + "; ".join(
+            f"{m}: NDCG@10 ±{reports[m]['overall']['exp_ci95']['ndcg@10']:.4f}, "
+            f"R@10 ±{reports[m]['overall']['exp_ci95']['recall@10']:.4f}" for m in sampled))
         lines.append("")
-    lines += ["NDCG@10 (opt / pes) by group:", "", format_group_table(reports), ""]
+    lines += ["NDCG@10 expected under random tie-breaking (opt / pes) by group:", "", format_group_table(reports), ""]
     lines.append("Users and time: " + "; ".join(f"{m}: {v['users']} users, {v['seconds']} s"
                                                 for m, v in result["methods"].items()))
     if result.get("run_record"):
@@ -354,10 +411,10 @@ def results_markdown(result: dict) -> str:
 
 
 def compare_generative_runs(a: str | Path, b: str | Path, resamples: int = 2000, seed: int = 0) -> dict:
-    """Two generative evaluations of the same users, paired: NDCG@10 of each (optimistic and
-    pessimistic) and the mean difference b - a with its 95% bootstrap interval over users.
+    """Two generative evaluations of the same users, paired: NDCG@10 of each (expected under random
+    tie-breaking, optimistic and pessimistic) and the mean difference b - a with its 95% bootstrap
+    interval over users.
     ``a`` and ``b`` are evaluation output folders or their ``ranks_calrec.jsonl`` logs."""
-    from genrec.metrics import paired_ci, per_user_metrics
 
     def rows(p: str | Path) -> dict[str, dict]:
         p = Path(p)
@@ -378,9 +435,14 @@ def compare_generative_runs(a: str | Path, b: str | Path, resamples: int = 2000,
     if not users:
         raise ConfigError(f"{a} and {b} share no users")
     out: dict = {"users": len(users), "only_a": len(ra) - len(users), "only_b": len(rb) - len(users)}
-    for side in ("opt", "pes"):
-        na = per_user_metrics(np.array([ra[u][side] for u in users]))["ndcg@10"]
-        nb = per_user_metrics(np.array([rb[u][side] for u in users]))["ndcg@10"]
+    def ndcg(rows: dict[str, dict], side: str) -> np.ndarray:
+        opt = np.array([rows[u]["opt"] for u in users])
+        pes = np.array([rows[u]["pes"] for u in users])
+        lo, hi = {"exp": (opt, pes), "opt": (opt, opt), "pes": (pes, pes)}[side]
+        return expected_metrics(lo, hi)["ndcg@10"]
+
+    for side in ("exp", "opt", "pes"):
+        na, nb = ndcg(ra, side), ndcg(rb, side)
         mean, ci = paired_ci(nb, na, resamples, seed)
         out[side] = {"a": float(na.mean()), "b": float(nb.mean()), "delta": mean, "ci95": ci}
     return out

@@ -59,63 +59,110 @@ def test_unknown_method_and_missing_model_are_clear(tmp_path):
         run_evaluation(EvalConfig(methods=["sasrec"], output_dir=str(tmp_path)), split=tiny_split())
 
 
-def test_generative_ranker_streams_logs_each_user_and_resumes(tmp_path):
-    """The calrec path's loop (GenerativeRanker.run) with a stand-in LLM that streams users back
-    last-first and 'writes' Gold Ring: ranks by hand, one log row per user, resume after a cut."""
+def _ranker(tmp_path, gen, key: dict):
+    """A GenerativeRanker over six named items with a stand-in generator (bundle loading is not under test)."""
     from genrec.bundle import item_texts
     from genrec.esr import PopularityScorer
     from genrec.evaluation import GenerativeEvalSettings, GenerativeRanker
-    from genrec.generation.base import Sample
     from genrec.grounding import BM25Index
     from genrec.prompting import PromptTemplate
     from genrec.recommender import Recommender, RecommenderSettings
 
-    class Streams:
-        def __init__(self):
-            self.streams = []
-
-        def generate_stream(self, prompts, n=None, seed=None, window=64):
-            self.streams.append(len(prompts))
-            for i in reversed(range(len(prompts))):
-                yield i, [Sample("Gold Ring", -1.0), Sample("Gold Ring", -2.0)]
-
     names = ["Red Hat", "Blue Shoe", "Green Scarf", "Gray Glove", "Pink Sock", "Gold Ring"]
     catalog = Catalog(Item(str(i), name) for i, name in enumerate(names))
     t = PromptTemplate.load("calrec")
-    gen = Streams()
-    ranker = GenerativeRanker.__new__(GenerativeRanker)  # the bundle loading is not under test
+    ranker = GenerativeRanker.__new__(GenerativeRanker)
     ranker.recommender = Recommender(catalog, BM25Index.build(item_texts(catalog, t)), t, gen,
                                      PopularityScorer(np.ones(6)), RecommenderSettings(n_gen=2, n_preds=2))
     ranker.settings = GenerativeEvalSettings(bundle="unused")
     ranker.log_path = tmp_path / "ranks_calrec.jsonl"
+    ranker.log_key = {"catalog_size": 6, **key}
+    return ranker
+
+
+class _Streams:
+    """A stand-in LLM that streams users back last-first: the first prompt 'writes' Gold Ring, the
+    others a text that matches no item (their generation grounds to nothing)."""
+
+    def __init__(self):
+        self.streams = []
+
+    def generate_stream(self, prompts, n=None, seed=None, window=64):
+        from genrec.generation.base import Sample
+
+        self.streams.append(len(prompts))
+        for i in reversed(range(len(prompts))):
+            text = "Gold Ring" if i == 0 else "Zzyzx"
+            yield i, [Sample(text, -1.0), Sample(text, -2.0)]
+
+
+def test_generative_ranker_streams_logs_each_user_and_resumes(tmp_path):
+    """The calrec path's loop (GenerativeRanker.run): ranks by hand, one log row per user with its
+    opt and pes ranks and whether it grounded to nothing, resume after a cut."""
+    gen = _Streams()
+    key = {"dataset": {"format": "demo", "name": "tiny"}, "split": "test"}
+    ranker = _ranker(tmp_path, gen, key)
     split = tiny_split()
-    # u1: history (0,1,0,2) -> target 0; u2: (0,3,0,4) -> 5; u3: (2,1,0,3) -> 1. Only item 5 scores > 0.
+    # u1: history (0,1,0,2) -> target 0; u2: (0,3,0,4) -> 5; u3: (2,1,0,3) -> 1.
+    # The log so far (u2 logged before, u1 cut by a kill) and its key, as a run would have left them:
+    (tmp_path / "ranks_calrec.settings.json").write_text(json.dumps(
+        {"bundle": "unused", "backend": None, "n": None, "max_new_tokens": None, "temperature": None,
+         "catalog_size": 6, **key, "mask_history": True}))
     ranker.log_path.write_text(json.dumps({"user": "u2", "target": 5, "opt": 7, "pes": 7}) + "\n"
-                               + '{"user": "u1", "tar')  # u2 logged before, u1 cut by a kill
-    opt, pes, _, generated = ranker.run(split.test, mask_history=True)
-    assert gen.streams == [2] and generated == 2  # u1 and u3 only, one stream
-    # u1: candidates 0,3,4,5 (1,2 masked): 5 above, 0 tied with 3,4 -> opt 2, pes 4
-    # u3: candidates 1,4,5 (0,2,3 masked): 5 above, 1 tied with 4 -> opt 2, pes 3; u2 from the log
-    assert opt.tolist() == [2, 7, 2] and pes.tolist() == [4, 7, 3]
+                               + '{"user": "u1", "tar')
+    run = ranker.run(split.test, mask_history=True)
+    assert gen.streams == [2] and run.generated == 2  # u1 and u3 only, one stream
+    # u1 writes Gold Ring: candidates 0,3,4,5 (1,2 masked): 5 above, 0 tied with 3,4 -> opt 2, pes 4.
+    # u3 grounds to nothing: candidates 1,4,5 (0,2,3 masked) all tied -> opt 1, pes 3; u2 from the log.
+    assert run.opt.tolist() == [2, 7, 1] and run.pes.tolist() == [4, 7, 3]
+    assert run.empty.tolist() == [False, False, True]
     rows = [json.loads(line) for line in ranker.log_path.read_text().splitlines()]
     assert [r["user"] for r in rows] == ["u2", "u3", "u1"]  # the order they finished in
-    assert rows[1]["samples"] == [["Gold Ring", -1.0], ["Gold Ring", -2.0]]
-    assert ranker.run(split.test, mask_history=True)[0].tolist() == [2, 7, 2] and gen.streams == [2, 0]
-    # the same log under another temperature is refused, not mixed
-    ranker.settings = GenerativeEvalSettings(bundle="unused", temperature=0.1)
-    with pytest.raises(ConfigError, match="other sampling settings"):
-        ranker.run(split.test, mask_history=True)
+    assert rows[2]["samples"] == [["Gold Ring", -1.0], ["Gold Ring", -2.0]]
+    assert (rows[1]["empty"], rows[1]["opt"], rows[1]["pes"]) == (True, 1, 3)
+    again = ranker.run(split.test, mask_history=True)
+    assert again.opt.tolist() == [2, 7, 1] and again.empty.tolist() == [False, False, True] and gen.streams == [2, 0]
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"mask": False}, "mask_history"),
+    ({"split": "valid"}, "split"),
+    ({"dataset": {"format": "demo", "name": "other"}}, "dataset"),
+    ({"temperature": 0.1}, "temperature"),
+])
+def test_a_log_from_another_setting_is_refused_not_read_back(tmp_path, change, named):
+    """The resumable log is keyed to what fixes its ranks: the same folder under another masking,
+    split, dataset or sampling is refused with the differing setting named, never mixed in."""
+    key = {"dataset": {"format": "demo", "name": "tiny"}, "split": "test"}
+    split = tiny_split()
+    _ranker(tmp_path, _Streams(), key).run(split.test, mask_history=True)
+    ranker = _ranker(tmp_path, _Streams(), {**key, **{k: v for k, v in change.items() if k in key}})
+    if "temperature" in change:
+        ranker.settings.temperature = change["temperature"]
+    before = ranker.log_path.read_text()
+    with pytest.raises(ConfigError, match=f"logged under other settings \\({named}: .*ranks_calrec.settings.json"):
+        ranker.run(split.test, mask_history=change.get("mask", True))
+    assert ranker.log_path.read_text() == before
+
+
+def test_a_log_without_its_key_is_refused(tmp_path):
+    ranker = _ranker(tmp_path, _Streams(), {"split": "test"})
+    ranker.log_path.write_text(json.dumps({"user": "u2", "target": 5, "opt": 7, "pes": 7}) + "\n")
+    with pytest.raises(ConfigError, match="without its settings file ranks_calrec.settings.json"):
+        ranker.run(tiny_split().test, mask_history=True)
 
 
 def test_ledger_row_of_the_generative_path(tmp_path):
-    """write_ledger_row: opt and pes NDCG@10 of calrec, its user count, half-widths, seconds per
-    user, and the methods that ran on the same users, by hand on three users."""
+    """write_ledger_row: expected, opt and pes NDCG@10 of calrec, its empty outputs, user count,
+    half-widths, seconds per user, and the methods that ran on the same users, by hand on three users."""
     from genrec.evaluation import EvalConfig, write_ledger_row
     from genrec.metrics import evaluate_ranking
 
     users, targets = ["a", "b", "c"], [0, 1, 2]
     # calrec: ranks 1, 3 (pes 4), 20 -> NDCG@10 opt (1 + 1/log2(4)) / 3 = 0.5, pes (1 + 1/log2(5)) / 3
-    calrec = evaluate_ranking(np.array([1, 3, 20]), np.array([1, 4, 20]), users, targets, {"a"}, np.array([True, False, False]))
+    # expected: b's rank is 3 or 4 at random -> (1 + (1/log2(4) + 1/log2(5)) / 2) / 3
+    calrec = evaluate_ranking(np.array([1, 3, 20]), np.array([1, 4, 20]), users, targets, {"a"},
+                              np.array([True, False, False]), empty=[False, False, False])
     pop = evaluate_ranking(np.array([2, 2, 2]), np.array([2, 2, 2]), users, targets, {"a"}, np.array([True, False, False]))
     result = {"dataset": "toy", "reports": {"popularity": pop, "calrec": calrec},
               "methods": {"popularity": {"users": 3, "sampled": True},
@@ -126,8 +173,12 @@ def test_ledger_row_of_the_generative_path(tmp_path):
     row = json.loads((tmp_path / "summary.json").read_text())["toy"]["calrec"]
     assert row["ndcg@10"] == pytest.approx(0.5, abs=1e-6)
     assert row["ndcg@10_pes"] == pytest.approx((1 + 1 / np.log2(5)) / 3, abs=1e-6)
+    assert row["ndcg@10_expected"] == pytest.approx((1 + (0.5 + 1 / np.log2(5)) / 2) / 3, abs=1e-6)
+    assert row["mrr@10_expected"] == pytest.approx((1 + (1 / 3 + 1 / 4) / 2 + 0) / 3, abs=1e-6)
+    assert row["mrr_expected"] == pytest.approx((1 + (1 / 3 + 1 / 4) / 2 + 1 / 20) / 3, abs=1e-6)
+    assert row["n_empty"] == 0 and row["split"] == "test" and row["mask_history"] is True and row["date"]
     assert row["n_users"] == 3 and row["seeds"] == [7] and row["seconds_per_user"] == 0.8
-    assert row["same_users_ndcg@10"] == {"popularity": pytest.approx(1 / np.log2(3), abs=1e-6)}
+    assert row["same_users_ndcg@10_expected"] == {"popularity": pytest.approx(1 / np.log2(3), abs=1e-6)}
     assert row["ndcg@10_ci95"] > 0 and row["bundle"] == "runs/bundles/toy" and row["config"] == ""
     # a second setup's row under its own name leaves the first one as it was
     cfg.ledger_method = "calrec_all_users"
@@ -155,6 +206,9 @@ def test_compare_generative_runs_pairs_users_by_hand(tmp_path):
     assert r["opt"]["a"] == pytest.approx(0.75) and r["opt"]["b"] == pytest.approx((1 / np.log2(3) + 1) / 2)
     assert r["opt"]["delta"] == pytest.approx(r["opt"]["b"] - 0.75)
     assert r["pes"]["delta"] == pytest.approx(0.5 - (1 + 1 / np.log2(5)) / 2)
+    # expected: a's u2 is rank 3 or 4, b's u1 anywhere in 2..20 (ranks 2..10 count)
+    b_u1 = sum(1 / np.log2(k + 1) for k in range(2, 11)) / 19
+    assert r["exp"]["a"] == pytest.approx((1 + (0.5 + 1 / np.log2(5)) / 2) / 2) and r["exp"]["b"] == pytest.approx((1 + b_u1) / 2)
     lo, hi = r["opt"]["ci95"]
     assert 1 / np.log2(3) - 1 <= lo <= r["opt"]["delta"] <= hi <= 0.5  # within the per-user differences
     (b / "ranks_calrec.jsonl").write_text('{"user": "u1", "opt": 1}\nnot json\n')
