@@ -290,9 +290,20 @@ def test_rank_fn_scores_validation_users_with_qrr_grounding(tiny_dir, tokenizer)
     rank_fn = make_rank_fn(splits, PromptTemplate.load("calrec_compact"), tokenizer, cfg, prompt_tokens=80)
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     first, again = rank_fn(model), rank_fn(model)
-    assert set(first) == {"ndcg@10", "ndcg@10_pes", "recall@10"}
-    assert 0.0 <= first["ndcg@10_pes"] <= first["ndcg@10"] <= 1.0
+    assert set(first) == {"ndcg@10_expected", "ndcg@10", "ndcg@10_pes", "recall@10_expected", "recall@10"}
+    assert 0.0 <= first["ndcg@10_pes"] <= first["ndcg@10_expected"] <= first["ndcg@10"] <= 1.0
     assert first == again  # a fixed user sample and seeded generation: comparable across checkpoints
+
+
+def test_select_best_ndcg_reads_the_expected_value():
+    """``select_best: ndcg@10`` (the old spelling kept working) selects by the expected NDCG@10, which
+    a generation grounding to nothing cannot lift, never by the optimistic one."""
+    from genrec.training.config import ValidationConfig
+
+    assert ValidationConfig(select_best="ndcg@10").best_metric == "eval_ndcg@10_expected"
+    assert ValidationConfig(select_best="ndcg@10_expected").best_metric == "eval_ndcg@10_expected"
+    assert ValidationConfig(select_best="ndcg@10_pes").best_metric == "eval_ndcg@10_pes"
+    assert ValidationConfig(select_best="last").best_metric is None
 
 
 @pytest.mark.slow

@@ -82,8 +82,10 @@ class ValidationConfig:
     ``eval_steps`` 0 = evaluate when a checkpoint is saved. ``ranking_users`` 0 = no ranking
     metric (it generates ``n_gen`` samples per user: expensive on CPU). ``select_best``:
     ``last`` keeps the final weights, ``loss``, ``ndcg@10`` or ``ndcg@10_pes`` makes the final adapter
-    the best checkpoint by that validation metric. ``ndcg@10_pes`` (pessimistic ranks) cannot be
-    lifted by a generation that grounds to nothing and ties the whole catalog with the target.
+    the best checkpoint by that validation metric. ``ndcg@10`` (also spelled ``ndcg@10_expected``)
+    selects by the expected NDCG@10 under random tie-breaking (SPEC.md §12), which, unlike the
+    optimistic value, a generation that grounds to nothing (every item tied, optimistic rank 1)
+    cannot lift; ``ndcg@10_pes`` by the pessimistic one.
     """
 
     max_examples: int = 256         # validation rows for the validation loss (0 = none)
@@ -96,17 +98,21 @@ class ValidationConfig:
     max_new_tokens: int = 48        # longest generated item text
     temperature: float = 1.0        # sampling temperature of those samples
     mask_history: bool = True       # history items excluded from the ranking
-    select_best: str = "last"       # last | loss | ndcg@10 | ndcg@10_pes: which checkpoint becomes the final weights
+    select_best: str = "last"       # last | loss | ndcg@10 (= ndcg@10_expected) | ndcg@10_pes: the final weights' checkpoint
     seed: int = 0                   # seed of the validation sample and the sampling
 
     def __post_init__(self) -> None:
-        if self.select_best not in ("last", "loss", "ndcg@10", "ndcg@10_pes"):
-            raise ConfigError(f"validation.select_best {self.select_best!r}: choose last, loss, ndcg@10 or ndcg@10_pes")
+        if self.select_best not in ("last", "loss", "ndcg@10", "ndcg@10_expected", "ndcg@10_pes"):
+            raise ConfigError(f"validation.select_best {self.select_best!r}: choose last, loss, ndcg@10 "
+                              f"(the expected value under random tie-breaking) or ndcg@10_pes")
 
     @property
     def best_metric(self) -> str | None:
-        """The trainer's logged metric that ``select_best`` reads (None: keep the last weights)."""
-        return None if self.select_best == "last" else f"eval_{self.select_best}"
+        """The trainer's logged metric that ``select_best`` reads (None: keep the last weights):
+        ``ndcg@10`` reads the expected value, never the optimistic one ties can inflate."""
+        if self.select_best == "last":
+            return None
+        return "eval_ndcg@10_expected" if self.select_best == "ndcg@10" else f"eval_{self.select_best}"
 
 
 @dataclass

@@ -3,8 +3,9 @@
 ``make_rank_fn`` fixes a seeded sample of validation users per category once; the returned
 ``rank_fn(model)`` generates ``n_gen`` samples per user with the model being trained (HF
 backend, seeded), grounds them with BM25 QRR over the category's catalog and returns the
-mean optimistic / pessimistic NDCG@10 over all sampled users. ``CALRecTrainer`` runs it at
-each evaluation, and ``validation.select_best: ndcg@10`` picks the final adapter by it.
+mean NDCG@10 over all sampled users, expected under random tie-breaking (the headline, SPEC.md
+§12) beside the optimistic and pessimistic values. ``CALRecTrainer`` runs it at each evaluation,
+and ``validation.select_best: ndcg@10`` picks the final adapter by the expected value.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def make_rank_fn(splits: dict[str, Split], template: PromptTemplate, tokenizer, 
         from genrec.generation.base import GenerationConfig
         from genrec.generation.hf import HFGenerator
         from genrec.grounding import qrr_batch
-        from genrec.metrics import metrics_from_ranks, ranks
+        from genrec.metrics import expected_from_ranks, metrics_from_ranks, ranks
 
         gen = HFGenerator(GenerationConfig(backend="hf", n=cfg.n_gen, max_new_tokens=cfg.max_new_tokens,
                                            temperature=cfg.temperature, stop=template.terminator, seed=cfg.seed),
@@ -56,9 +57,10 @@ def make_rank_fn(splits: dict[str, Split], template: PromptTemplate, tokenizer, 
             pess.append(pes)
         if not opts:
             return {}
-        opt_m = metrics_from_ranks(np.concatenate(opts))
-        pes_m = metrics_from_ranks(np.concatenate(pess))
-        return {"ndcg@10": opt_m["ndcg@10"], "ndcg@10_pes": pes_m["ndcg@10"], "recall@10": opt_m["recall@10"]}
+        opt, pes = np.concatenate(opts), np.concatenate(pess)
+        opt_m, pes_m, exp_m = metrics_from_ranks(opt), metrics_from_ranks(pes), expected_from_ranks(opt, pes)
+        return {"ndcg@10_expected": exp_m["ndcg@10"], "ndcg@10": opt_m["ndcg@10"], "ndcg@10_pes": pes_m["ndcg@10"],
+                "recall@10_expected": exp_m["recall@10"], "recall@10": opt_m["recall@10"]}
 
     return rank_fn
 
