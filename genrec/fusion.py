@@ -8,8 +8,10 @@ the constrained beams' items, the reranked top-M), the rest being absent (-inf).
 * ``rrf``: reciprocal-rank fusion 1/(c + rank_f) + w / (c + rank_g), the second term only for
   items the generative mode scored (ranks 1-based, ties by catalog index).
 
-The weight w (and c) is chosen on the validation split (:func:`tune`, run by
-``eval/evaluate_modes.py tune_fusion=true``) and stored in the bundle's settings.
+The weight w (and c) is chosen on the validation split only (:func:`tune` refuses any other, so
+no test number is ever tuned on; run by ``eval/evaluate_modes.py tune_fusion=true``), by the
+expected NDCG@10 under random tie-breaking, and stored in the bundle's settings with where it
+was chosen (``chosen_on``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from genrec.errors import ConfigError
+from genrec.metrics import expected_from_ranks, ranks
 
 METHODS = ("none", "zsum", "rrf")
 # Why the grids reach this low: a generative mode scores a few dozen of the catalog's items, so their
@@ -115,19 +118,25 @@ def candidates() -> list[FusionSettings]:
     return grid
 
 
+TUNING_SPLIT = "valid"
+
+
 def tune(fallback: np.ndarray, signal: np.ndarray, targets: Sequence[int],
          exclude: Sequence[Sequence[int]] | None = None, grid: Sequence[FusionSettings] | None = None,
-         ) -> tuple[FusionSettings, list[dict]]:
-    """The grid point with the best mean NDCG@10 (the mean of optimistic and pessimistic) on
-    these users, and every point's value (so the choice can be reported)."""
-    from genrec.metrics import per_user_metrics, ranks
-
+         *, split: str) -> tuple[FusionSettings, list[dict]]:
+    """The grid point with the best expected NDCG@10 (random tie-breaking) on these users of
+    ``split``, and every point's value (so the choice can be reported). Only the validation split
+    may choose weights: tuning on the test users would report a number chosen on them."""
+    if split != TUNING_SPLIT:
+        raise ConfigError(f"fusion weights are chosen on the validation split only (split={TUNING_SPLIT}); "
+                          f"got split={split!r}: run the tuning on {TUNING_SPLIT}, then evaluate on {split} with "
+                          f"the weights it stored")
     table = []
     best, best_value = None, -1.0
     for s in grid or candidates():
         opt, pes = ranks(fuse(fallback, signal, s), np.asarray(targets), exclude=exclude)
-        value = float((per_user_metrics(opt)["ndcg@10"].mean() + per_user_metrics(pes)["ndcg@10"].mean()) / 2)
-        table.append({"method": s.method, "weight": s.weight, "rrf_c": s.rrf_c, "ndcg@10": round(value, 5)})
+        value = expected_from_ranks(opt, pes)["ndcg@10"]
+        table.append({"method": s.method, "weight": s.weight, "rrf_c": s.rrf_c, "ndcg@10_expected": round(value, 5)})
         if value > best_value:
             best, best_value = s, value
     assert best is not None

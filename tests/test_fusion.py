@@ -57,13 +57,29 @@ def test_tune_picks_the_best_grid_point():
     f[np.arange(users), targets] += 1.0  # the fallback alone ranks the target well, not first
     g = np.full((users, items), -INF)
     g[np.arange(users), targets] = 0.0  # the generative mode finds every target
-    best, table = tune(f, g, targets)
+    best, table = tune(f, g, targets, split="valid")
     assert len(table) == len(candidates())
-    assert max(r["ndcg@10"] for r in table) == pytest.approx(1.0)  # some fusion puts every target first
-    top = max(table, key=lambda r: r["ndcg@10"])
+    assert max(r["ndcg@10_expected"] for r in table) == pytest.approx(1.0)  # some fusion puts every target first
+    top = max(table, key=lambda r: r["ndcg@10_expected"])
     assert (best.method, best.weight, best.rrf_c) == (top["method"], top["weight"], top["rrf_c"])
-    weak, _ = tune(f, g, targets, grid=[FusionSettings("zsum", 0.0)])
+    weak, _ = tune(f, g, targets, grid=[FusionSettings("zsum", 0.0)], split="valid")
     assert weak.weight == 0.0
+
+
+def test_tune_scores_ties_by_their_expected_value():
+    """Two items tied with the target (fallback and signal both flat): expected NDCG@10 is the mean
+    over ranks 1..3, not the optimistic 1."""
+    f = np.zeros((1, 3))
+    g = np.full((1, 3), -INF)
+    _, table = tune(f, g, [1], grid=[FusionSettings("zsum", 1.0)], split="valid")
+    assert table[0]["ndcg@10_expected"] == pytest.approx(round((1 + 1 / np.log2(3) + 0.5) / 3, 5))
+
+
+@pytest.mark.parametrize("split", ["test", "train", ""])
+def test_tuning_on_any_split_but_validation_is_refused(split):
+    f, g = np.zeros((1, 3)), np.zeros((1, 3))
+    with pytest.raises(ConfigError, match=f"validation split only.*got split={split!r}"):
+        tune(f, g, [0], split=split)
 
 
 def test_tuned_weights_win_for_their_mode_and_method():
