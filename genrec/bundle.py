@@ -14,6 +14,7 @@ Layout (every path relative to the bundle directory)::
     model/             the LLM: merged weights, or the base when an adapter is kept apart
     adapter/           a LoRA adapter (only when not merged; GPU vLLM serves it via LoRARequest)
     fallback/          a trained fallback of genrec.esr (its scorer.json names the model), when one was given
+    live/              catalog changes since (genrec.live_catalog: added, updated, withdrawn items)
     run.json           the run record: settings, input fingerprints, versions, times (genrec.run_record)
 
 Written by one command (``genrec bundle --config X.yaml key=value ...``) into a temporary
@@ -44,6 +45,7 @@ from genrec.config import from_dict, load_config, to_dict
 from genrec.data.catalog import Catalog
 from genrec.data.source import DatasetSource
 from genrec.errors import ConfigError, GenrecError
+from genrec.live_catalog import BaseParts, CatalogSnapshot, LiveCatalog
 from genrec.prompting import PromptTemplate
 from genrec.recommender import PATH_FALLBACK, PATH_POPULARITY, Recommender, RecommenderSettings
 
@@ -70,6 +72,8 @@ class ServerSettings:
     max_body_bytes: int = 65536  # larger request bodies get 413
     max_k: int = 1000  # upper bound on k besides the catalog size
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)  # who gets the generative path
+    max_catalog_batch: int = 10000  # most items in one catalog change (POST /items), larger gets 413
+    max_catalog_body_bytes: int = 32 * 1024 * 1024  # body limit of the catalog-change requests
 
 
 @dataclass
@@ -335,17 +339,24 @@ class Bundle:
         self.path = path
         self.manifest = manifest
         self.settings = settings
-        self.catalog = Catalog.load(path / CATALOG)
+        self.base_catalog = Catalog.load(path / CATALOG)  # as written; changes since are in self.live
         self.template = PromptTemplate.load(path / TEMPLATE)
         self._index = None
         self._fallback = None
         self._trie = None
         self._embedding = None
         pop = json.loads((path / POPULARITY).read_text(encoding="utf-8"))
-        self.popularity = np.asarray(pop["counts"], dtype=np.int64)
-        if self.popularity.shape[0] != len(self.catalog):
-            raise GenrecError(f"{path / POPULARITY}: {self.popularity.shape[0]} counts for "
-                              f"{len(self.catalog)} catalog items")
+        self.base_popularity = np.asarray(pop["counts"], dtype=np.int64)
+        if self.base_popularity.shape[0] != len(self.base_catalog):
+            raise GenrecError(f"{path / POPULARITY}: {self.base_popularity.shape[0]} counts for "
+                              f"{len(self.base_catalog)} catalog items")
+        template = self.template
+        self.live = LiveCatalog(path, BaseParts(
+            catalog=self.base_catalog, popularity=self.base_popularity, index=self._base_index,
+            trie=self._base_trie, tokenizer=lambda: load_tokenizer(self.model_path),
+            embedding=self._base_embedding, fallback=self._base_fallback,
+            bm25_text=template.render_target_item, target_text=template.render_target,
+            semantic=self._fallback_semantic))
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Bundle:
@@ -380,7 +391,7 @@ class Bundle:
             raise GenrecError(f"{path / SETTINGS}: invalid YAML: {e}") from None
         settings = from_dict(BundleSettings, raw, str(path / SETTINGS))
         bundle = cls(path, manifest, settings)
-        if bundle.catalog.fingerprint() != manifest.get("catalog_fingerprint"):
+        if bundle.base_catalog.fingerprint() != manifest.get("catalog_fingerprint"):
             raise GenrecError(f"{path / CATALOG}: catalog does not match the manifest's fingerprint "
                               "(edited after the bundle was written?)")
         return bundle
@@ -396,37 +407,77 @@ class Bundle:
         adapter = self.manifest["model"].get("adapter")
         return str(self.path / adapter) if adapter else None
 
+    # The catalog and what depends on it: the live catalog's current snapshot (the written
+    # bundle plus the changes since; genrec.live_catalog). The _base_* loaders read the bundle's
+    # own files, once.
+    @property
+    def snapshot(self) -> CatalogSnapshot:
+        return self.live.snapshot
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.live.snapshot.catalog
+
+    @property
+    def popularity(self) -> np.ndarray:
+        return self.live.snapshot.popularity
+
     @property
     def index(self):
+        return self.live.snapshot.index
+
+    @property
+    def trie(self):
+        return self.live.snapshot.trie
+
+    @property
+    def embedding(self):
+        return self.live.snapshot.embedding
+
+    @property
+    def fallback_scorer(self):
+        """The LLM-ESR model when the bundle has one, else the training-popularity ranking
+        (withdrawn items never returned, new items scored as genrec.esr.cold_items says)."""
+        return self.live.snapshot.fallback
+
+    def change_catalog(self, op: str, payload: Any, max_batch: int | None = None) -> CatalogSnapshot:
+        """Apply one catalog change durably (:meth:`genrec.live_catalog.LiveCatalog.apply`): ``op``
+        add (item objects), update ((item id, fields) pairs), withdraw or restore (item ids)."""
+        return self.live.apply(op, payload, max_batch)
+
+    def _base_index(self):
         if self._index is None:
             from genrec.grounding import BM25Index
 
             self._index = BM25Index.load(self.path / INDEX_DIR)
+            if self._index.avgdl is None:  # written before live catalogs: the mean length is needed
+                from genrec.grounding import tokenize
+
+                self._index.avgdl = float(np.mean([len(tokenize(t, self._index.stopwords))
+                                                   for t in item_texts(self.base_catalog, self.template)]))
         return self._index
 
-    @property
-    def trie(self):
+    def _base_trie(self):
         """The item prefix tree: the bundle's ``trie.npz`` when it matches this bundle's
         catalog, template and tokenizer, else built now (bundles written before trees existed)."""
         if self._trie is None:
             from genrec.decoding.trie import ItemTrie, tokenizer_fingerprint
 
             tokenizer = load_tokenizer(self.model_path)
-            expected = {"catalog_fingerprint": self.catalog.fingerprint(),
+            expected = {"catalog_fingerprint": self.base_catalog.fingerprint(),
                         "template_fingerprint": self.template.fingerprint(),
                         "tokenizer": tokenizer_fingerprint(tokenizer)}
             path = self.path / TRIE
             trie = ItemTrie.load(path) if path.exists() else None
             if trie is None or any(trie.meta.get(k) != v for k, v in expected.items()):
-                log.info("building the item prefix tree of %s (%d items)", self.path, len(self.catalog))
-                trie = ItemTrie.from_catalog(self.catalog, self.template, tokenizer)
+                log.info("building the item prefix tree of %s (%d items)", self.path, len(self.base_catalog))
+                trie = ItemTrie.from_catalog(self.base_catalog, self.template, tokenizer)
             else:
                 trie.meta["path"] = str(path)
             self._trie = trie
         return self._trie
 
-    @property
-    def embedding(self):
+    def _base_embedding(self):
         """The embedding mode's :class:`~genrec.calrec_encoder.CatalogEmbedding`: the model's
         heads as an encoder, and the items' vectors from ``item_vectors.npz`` when they were read
         with this catalog, template and heads, else encoded now and saved there (if writable)."""
@@ -435,14 +486,15 @@ class Bundle:
 
             encoder = CALRecEncoder.load(self.model_path, self.adapter_path,
                                          dtype=str(self.settings.generation.get("dtype", "auto")))
-            meta = {"catalog_fingerprint": self.catalog.fingerprint(),
+            meta = {"catalog_fingerprint": self.base_catalog.fingerprint(),
                     "template_fingerprint": self.template.fingerprint(), "heads": encoder.heads_digest}
             path = self.path / ITEM_VECTORS
             vectors = _load_item_vectors(path, meta)
             if vectors is None:
-                log.info("encoding the %d catalog items of %s with the model's heads", len(self.catalog), self.path)
+                log.info("encoding the %d catalog items of %s with the model's heads", len(self.base_catalog),
+                         self.path)
                 # v_T is read from the target text alone, as training read it
-                vectors = encoder.items([self.template.render_target(it) for it in self.catalog],
+                vectors = encoder.items([self.template.render_target(it) for it in self.base_catalog],
                                         progress="item vectors")
                 from genrec.esr.embeddings import _atomic_write_bytes
 
@@ -457,9 +509,7 @@ class Bundle:
     def fallback_path(self) -> str:
         return PATH_FALLBACK if self.manifest.get("fallback") else PATH_POPULARITY
 
-    @property
-    def fallback_scorer(self):
-        """The LLM-ESR model when the bundle has one, else the training-popularity ranking."""
+    def _base_fallback(self):
         if self._fallback is None:
             if self.manifest.get("fallback"):
                 from genrec.esr import FallbackScorer
@@ -468,8 +518,19 @@ class Bundle:
             else:
                 from genrec.esr import PopularityScorer
 
-                self._fallback = PopularityScorer(self.popularity)
+                self._fallback = PopularityScorer(self.base_popularity)
         return self._fallback
+
+    def _fallback_semantic(self, items: list) -> np.ndarray | None:
+        """The fallback's semantic inputs of items it was not trained on, from the item-text
+        encoder it was trained with (genrec.esr.cold_items); None when its folder does not say
+        which encoder that was."""
+        if not self.manifest.get("fallback"):
+            return None
+        from genrec.esr.cold_items import ItemTextEncoder
+
+        enc = ItemTextEncoder.load(self.path / self.manifest["fallback"])
+        return None if enc is None else enc.semantic_inputs(items)
 
     def generation_config(self, backend: str | None = None, **overrides: Any):
         """The bundle's :class:`GenerationConfig`: its model, the template's terminator as the
@@ -500,20 +561,23 @@ class Bundle:
 
     def recommender(self, generator: Any = None, backend: str | None = None,
                     settings: RecommenderSettings | None = None, tokenizer: Any = None,
-                    constrained_generator: Any = None, **gen_overrides: Any) -> Recommender:
+                    constrained_generator: Any = None, snapshot: CatalogSnapshot | None = None,
+                    **gen_overrides: Any) -> Recommender:
         """A :class:`Recommender` over this bundle (building the generator unless one is given).
 
         The constrained modes use ``generator`` when it can run them, else
         ``constrained_generator``, else a transformers generator of this bundle built on first
-        use (``decoding`` settings); the prefix tree loads on first use too."""
+        use (``decoding`` settings); the prefix tree loads on first use too. Every catalog part
+        comes from one ``snapshot`` of the live catalog (default: the current one)."""
         if generator is None:
             generator = self.make_generator(backend, **gen_overrides)
         rs = settings or self.settings.recommender
         if constrained_generator is None:
             def constrained_generator():
                 return self.make_generator("hf", **gen_overrides)
-        return Recommender(self.catalog, self.index, self.template, generator, self.fallback_scorer,
+        snap = snapshot or self.live.snapshot
+        return Recommender(snap.catalog, snap.index, self.template, generator, snap.fallback,
                            settings=rs, fallback_path=self.fallback_path,
-                           tokenizer=tokenizer, popularity=self.popularity.astype(np.float64),
-                           trie=lambda: self.trie, constrained_generator=constrained_generator,
-                           embedding=lambda: self.embedding)
+                           tokenizer=tokenizer, popularity=snap.popularity.astype(np.float64),
+                           trie=lambda: snap.trie, constrained_generator=constrained_generator,
+                           embedding=lambda: snap.embedding, blocked=snap.withdrawn)

@@ -41,7 +41,8 @@ def _bundle(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from genrec.server import serve
 
-    serve(args.bundle, host=args.host, port=args.port, backend=args.backend, log_dir=args.log_dir or None)
+    serve(args.bundle, host=args.host, port=args.port, backend=args.backend, log_dir=args.log_dir or None,
+          admin_token_file=args.admin_token_file)
     return 0
 
 
@@ -101,19 +102,66 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--backend", default=None, help="vllm | hf (default: the bundle's setting)")
     serve.add_argument("--log-dir", default="runs/serve/logs",
                        help="folder of serve.log: engine and access logs (default: %(default)s; '' = console)")
+    serve.add_argument("--admin-token-file", default=None,
+                       help="file holding the token catalog changes (POST/PUT/DELETE /items) must carry; "
+                            "default: the GENREC_ADMIN_TOKEN environment variable, else changes are refused")
     serve.add_argument("--verbose", "-v", action="store_true", help="library and engine logs on the console too")
     serve.set_defaults(func=_serve)
     return parser
+
+
+# `genrec bundle <change> BUNDLE ...`: catalog changes of a written bundle (genrec.live_catalog)
+CATALOG_COMMANDS = {"add-items": "add", "update-items": "update", "withdraw": "withdraw", "restore": "restore"}
+
+
+def catalog_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genrec bundle", description="Change the catalog of a written bundle "
+                                     "(applied atomically; a running server does not see it until restarted, "
+                                     "use its POST/PUT/DELETE /items for that).")
+    sub = parser.add_subparsers(dest="change", required=True)
+    for name, helptext, arg, arghelp in [
+        ("add-items", "add new items", "file", "JSON lines, one item a line (item_id, title, brand, ...)"),
+        ("update-items", "change items' text", "file", "JSON lines: item_id and the fields to change"),
+        ("withdraw", "never recommend these items again (still accepted in histories)", "ids", "item ids"),
+        ("restore", "recommend withdrawn items again", "ids", "item ids"),
+    ]:
+        p = sub.add_parser(name, help=helptext, description=helptext)
+        p.add_argument("bundle", help="bundle directory")
+        p.add_argument(arg, nargs=None if arg == "file" else "+", help=arghelp)
+    return parser
+
+
+def _catalog_change(argv: list[str]) -> int:
+    from genrec.bundle import Bundle
+    from genrec.live_catalog import read_items_file
+
+    args = catalog_parser().parse_args(argv)
+    op = CATALOG_COMMANDS[args.change]
+    bundle = Bundle.load(args.bundle)
+    if op in ("add", "update"):
+        rows = read_items_file(args.file)
+        payload = rows if op == "add" else [(r.get("item_id"), r) for r in rows]
+    else:
+        payload = list(args.ids)
+    snap = bundle.change_catalog(op, payload)
+    print(f"{args.change}: {len(payload)} item(s); catalog version {snap.version}: {len(snap.catalog)} items, "
+          f"{int(snap.withdrawn.sum())} withdrawn")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     from genrec import console
     from genrec.config import apply_verbose
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) >= 2 and argv[0] == "bundle" and argv[1] in CATALOG_COMMANDS:
+        func, args = (lambda _a: _catalog_change(argv[1:])), None
+    else:
+        args = build_parser().parse_args(argv)
+        func = args.func
     apply_verbose(getattr(args, "verbose", False))
     try:
-        return args.func(args)
+        return func(args)
     except GenrecError as e:
         where = console.log_path()
         print(f"genrec: error: {e}" + (f" (log: {where})" if where else ""), file=sys.stderr)

@@ -58,6 +58,7 @@ class BM25Index:
     k1: float = 1.5
     b: float = 0.75
     stopwords: bool = True
+    avgdl: float | None = None  # mean item length in words: what weights new items alike (genrec.live_catalog)
 
     @property
     def num_items(self) -> int:
@@ -91,7 +92,8 @@ class BM25Index:
             raise GenrecError(f"bm25s returned a {weights.shape} matrix for {len(vocab)} terms × "
                               f"{len(corpus_ids)} items")
         weights.eliminate_zeros()
-        return cls(weights, dict(vocab), k1, b, stopwords)
+        avgdl = float(np.mean([len(d) for d in corpus_ids]))
+        return cls(weights, dict(vocab), k1, b, stopwords, avgdl)
 
     @classmethod
     def from_counts(cls, counts: sp.spmatrix, vocab: dict[str, int], k1: float = 1.5, b: float = 0.75,
@@ -114,7 +116,7 @@ class BM25Index:
         weights = counts.T.tocsr().astype(np.float32)
         weights.eliminate_zeros()
         weights.sort_indices()
-        return cls(weights, dict(vocab), k1, b, stopwords)
+        return cls(weights, dict(vocab), k1, b, stopwords, float(length.mean()))
 
     def save(self, directory: str | Path) -> None:
         """``weights.npz`` + ``bm25.json`` (parameters and vocabulary), each written atomically."""
@@ -123,7 +125,7 @@ class BM25Index:
         sp.save_npz(d / "weights.tmp.npz", self.weights)
         (d / "weights.tmp.npz").replace(d / "weights.npz")
         meta = {"format": FORMAT_VERSION, "k1": self.k1, "b": self.b, "stopwords": self.stopwords,
-                "num_items": self.num_items, "vocab": self.vocab}
+                "num_items": self.num_items, "avgdl": self.avgdl, "vocab": self.vocab}
         (d / "bm25.json.tmp").write_text(json.dumps(meta), encoding="utf-8")
         (d / "bm25.json.tmp").replace(d / "bm25.json")
 
@@ -135,7 +137,7 @@ class BM25Index:
         try:
             meta = json.loads((d / "bm25.json").read_text(encoding="utf-8"))
             weights = sp.load_npz(d / "weights.npz").tocsr()
-            index = cls(weights, meta["vocab"], meta["k1"], meta["b"], meta["stopwords"])
+            index = cls(weights, meta["vocab"], meta["k1"], meta["b"], meta["stopwords"], meta.get("avgdl"))
         except (OSError, ValueError, KeyError) as e:
             raise GenrecError(f"{d}: unreadable BM25 index: {type(e).__name__}: {e}") from None
         if weights.shape[0] != len(index.vocab) or weights.shape[1] != meta.get("num_items", weights.shape[1]):

@@ -204,12 +204,13 @@ class Recommender:
                  fallback: Scorer, settings: RecommenderSettings | None = None,
                  fallback_path: str = PATH_POPULARITY, tokenizer: Any = None,
                  popularity: np.ndarray | None = None, trie: Any = None,
-                 constrained_generator: Any = None, embedding: Any = None) -> None:
+                 constrained_generator: Any = None, embedding: Any = None, blocked: np.ndarray | None = None) -> None:
         """``trie``: the item prefix tree (or a zero-argument callable that loads it on first
         use); ``constrained_generator``: what runs the modes ``generator`` cannot (e.g. the
         transformers backend for beam search beside a vLLM generator), or a callable making it;
         ``embedding``: the catalog's :class:`~genrec.calrec_encoder.CatalogEmbedding` for the
-        embedding mode (or a callable making it)."""
+        embedding mode (or a callable making it); ``blocked``: a mask of items never to return
+        (withdrawn from a live catalog, genrec.live_catalog), still valid in histories."""
         if fallback_path not in (PATH_FALLBACK, PATH_POPULARITY):
             raise GenrecError(f"fallback_path must be {PATH_FALLBACK!r} or {PATH_POPULARITY!r}, got {fallback_path!r}")
         self.catalog = catalog
@@ -224,18 +225,26 @@ class Recommender:
         self._trie = trie
         self._constrained = constrained_generator
         self._embedding = embedding
+        self.blocked = np.flatnonzero(blocked) if blocked is not None else np.empty(0, dtype=np.int64)
+        self.num_active = len(catalog) - int(self.blocked.size)
+
+    def excluded(self, prepared: Prepared) -> np.ndarray:
+        """What no answer to ``prepared`` may hold: the blocked items, and its history if asked."""
+        if not prepared.exclude_history:
+            return self.blocked
+        return np.union1d(self.blocked, np.asarray(prepared.history, dtype=np.int64))
 
     # -- steps ---------------------------------------------------------------------------
     def check_k(self, k: int | None) -> int:
         """An explicit k must fit the catalog; the default is cut to the catalog size."""
         if k is None:
-            return max(1, min(self.settings.k, len(self.catalog)))
+            return max(1, min(self.settings.k, self.num_active))
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise RequestError(f"must be an integer, got {k!r}", field="k")
         if k <= 0:
             raise RequestError(f"must be at least 1, got {k}", field="k")
-        if k > len(self.catalog):
-            raise RequestError(f"must be at most the catalog size {len(self.catalog)}, got {k}", field="k")
+        if k > self.num_active:
+            raise RequestError(f"must be at most the catalog size {self.num_active}, got {k}", field="k")
         return int(k)
 
     def map_history(self, history_ids: Sequence[Any]) -> tuple[list[int], list[str]]:
@@ -288,10 +297,12 @@ class Recommender:
             if self.popularity is None:
                 raise
             log.warning("fallback scorer failed (%s); answering from popularity", e)
-            exclude = prepared.history if prepared.exclude_history else ()
-            idx_arr, sc_arr = top_k_with_ties(self.popularity, prepared.k, exclude=exclude)
+            idx_arr, sc_arr = top_k_with_ties(self.popularity, prepared.k, exclude=self.excluded(prepared))
             pairs = list(zip(idx_arr.tolist(), sc_arr.tolist()))
             path, reason = PATH_POPULARITY, f"{reason}; fallback model failed: {type(e).__name__}: {e}"
+        if self.blocked.size:  # a scorer that does not know the live catalog's mask
+            blocked = set(self.blocked.tolist())
+            pairs = [p for p in pairs if int(p[0]) not in blocked]
         idx = [int(i) for i, _ in pairs]
         sc = [float(s) for _, s in pairs]
         return Recommendation(self._items(idx, sc), path, list(prepared.unknown_ids), reason,
@@ -406,8 +417,7 @@ class Recommender:
         except Exception:
             if self.popularity is None:
                 raise
-            exclude = prepared.history if prepared.exclude_history else ()
-            idx, sc = top_k_with_ties(self.popularity, k, exclude=exclude)
+            idx, sc = top_k_with_ties(self.popularity, k, exclude=self.excluded(prepared))
             return list(zip(idx.tolist(), sc.tolist()))
 
     def target_token_ids(self, indices: Sequence[int], tokenizer: Any = None) -> list[list[int]]:
@@ -490,7 +500,7 @@ class Recommender:
         popularity; other modes: the items the mode reached, then the fallback's to fill k)."""
         if signal is None:
             return self.fallback(prepared, reason or "the generative mode returned nothing", samples)
-        exclude = prepared.history if prepared.exclude_history else ()
+        exclude = self.excluded(prepared)
         common = dict(unknown_ids=list(prepared.unknown_ids), samples=list(samples), prompt=prepared.prompt)
         if fusion.method != "none":
             g = np.where(signal > 0, signal, -np.inf) if mode == MODE_QRR else signal
@@ -510,8 +520,9 @@ class Recommender:
         items = self._items(idx, sc)
         filled = 0
         if take < prepared.k:
-            chosen = set(idx.tolist())
-            more = [(i, s) for i, s in self._fallback_pairs(prepared, prepared.k + take) if i not in chosen]
+            chosen, blocked = set(idx.tolist()), set(self.blocked.tolist())
+            more = [(i, s) for i, s in self._fallback_pairs(prepared, prepared.k + take) if i not in chosen
+                    and i not in blocked]
             more = more[:prepared.k - take]
             items += self._items([i for i, _ in more], [s for _, s in more])
             filled = len(more)

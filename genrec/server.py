@@ -33,6 +33,14 @@ aborted (``genrec_engine_aborts_total``) requests.
 Every request is answered by the generative path or, saying why, by the fallback (the
 LLM-ESR model, or training popularity when the bundle has none). Bad input gets a 4xx whose
 ``error`` names the problem, never a 500.
+
+The catalog can change while serving (genrec.live_catalog): ``POST /items`` (a JSON list of
+items), ``PUT /items/{id}`` (fields to change), ``DELETE /items/{id}`` (withdraw) and
+``POST /items/{id}/restore``, each applied durably and then published by replacing the one
+recommender reference, so a request finishes on the catalog it started with and every request
+after the answer sees the change. Writes need the admin token the server was started with
+(``Authorization: Bearer <token>``; 401 without, 403 wrong or none configured); reads stay open
+(``GET /items/{id}``). The token is compared in constant time and never logged.
 """
 
 from __future__ import annotations
@@ -40,12 +48,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import hmac
 import json
 import logging
 import math
+import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
@@ -62,7 +74,8 @@ from starlette.concurrency import run_in_threadpool
 
 from genrec.admission import AdmissionController
 from genrec.bundle import Bundle
-from genrec.errors import GenrecError
+from genrec.errors import ConfigError, GenrecError
+from genrec.live_catalog import CatalogChangeError, CatalogSnapshot, change_summary
 from genrec.recommender import (
     MODE_QRR,
     PATH_GENERATIVE,
@@ -78,6 +91,7 @@ log = logging.getLogger(__name__)
 MAX_BUDGET_MS = 600_000.0
 MAX_SEARCH_LIMIT = 200
 REQUEST_FIELDS = ("history", "k", "budget_ms", "exclude_history", "mode", "fusion")
+ADMIN_TOKEN_ENV = "GENREC_ADMIN_TOKEN"
 
 
 # -- generation backends ---------------------------------------------------------------------
@@ -338,8 +352,10 @@ def parse_request(body: bytes, default_budget_ms: float) -> RecommendRequest:
 
 def search_items(bundle: Bundle, query: str, limit: int, item_id: str | None = None) -> tuple[list[dict], int]:
     """Catalog items whose title (or id) contains every word of ``query``, most popular first;
-    ``item_id`` looks one id up exactly. Returns (first ``limit`` matches, number of matches)."""
-    catalog, pop = bundle.catalog, bundle.popularity
+    ``item_id`` looks one id up exactly. Returns (first ``limit`` matches, number of matches).
+    Withdrawn items are found (histories may hold them) and say so."""
+    snap = bundle.snapshot
+    catalog, pop = snap.catalog, snap.popularity
     if item_id is not None:
         i = catalog.get_index(item_id)
         hits = [] if i is None else [i]
@@ -348,8 +364,8 @@ def search_items(bundle: Bundle, query: str, limit: int, item_id: str | None = N
         hits = [i for i, it in enumerate(catalog)
                 if all(w in it.title.lower() or w in it.item_id.lower() for w in words)]
         hits.sort(key=lambda i: (-int(pop[i]), i))
-    return ([{"item_id": catalog[i].item_id, "title": catalog[i].title, "popularity": int(pop[i])}
-             for i in hits[:limit]], len(hits))
+    return ([{"item_id": catalog[i].item_id, "title": catalog[i].title, "popularity": int(pop[i]),
+              "withdrawn": bool(snap.withdrawn[i])} for i in hits[:limit]], len(hits))
 
 
 def _problem_response(p: Problem) -> JSONResponse:
@@ -363,8 +379,10 @@ def _problem_response(p: Problem) -> JSONResponse:
 class Service:
     """What a running app holds: the bundle, the recommender, the generation backend, metrics."""
 
-    def __init__(self, bundle: Bundle, backend: GenerationBackend, max_body_bytes: int | None = None) -> None:
+    def __init__(self, bundle: Bundle, backend: GenerationBackend, max_body_bytes: int | None = None,
+                 admin_token: str | None = None) -> None:
         self.bundle = bundle
+        self.admin_token = admin_token or None
         self.backend = backend
         self.settings = bundle.settings
         self.max_body_bytes = max_body_bytes or bundle.settings.server.max_body_bytes
@@ -372,6 +390,28 @@ class Service:
         self.admission = AdmissionController(bundle.settings.server.admission)
         self.recommender: Recommender | None = None
         self.ready = False
+        self.tokenizer: Any = None
+        self._catalog_write = threading.Lock()
+
+    def make_recommender(self, snapshot: CatalogSnapshot | None = None) -> Recommender:
+        """A recommender over one catalog snapshot; the constrained generator of the current one
+        (when built) is handed on rather than loaded again."""
+        # the constrained modes and reranking run on the transformers generator (the hf
+        # backend's own, else one the bundle builds on first use)
+        constrained = getattr(self.backend, "generator", None)
+        if constrained is None and self.recommender is not None and not callable(self.recommender._constrained):
+            constrained = self.recommender._constrained
+        return self.bundle.recommender(generator=_NoGenerator(), tokenizer=self.tokenizer,
+                                       constrained_generator=constrained, snapshot=snapshot)
+
+    def change_catalog(self, op: str, payload: Any) -> dict:
+        """Apply a catalog change (in a worker thread: building a large catalog's parts takes
+        seconds), then publish the recommender over the new snapshot: one reference swap."""
+        with self._catalog_write:
+            snap = self.bundle.change_catalog(op, payload, self.settings.server.max_catalog_batch)
+            # the parts the old snapshot had loaded (index, fallback, tree, vectors) are built by now
+            self.recommender = self.make_recommender(snap)
+            return change_summary(snap, op, len(payload))
 
     async def start(self) -> None:
         await self.backend.start()
@@ -380,10 +420,8 @@ class Service:
             from transformers import AutoTokenizer
 
             tokenizer = await run_in_threadpool(AutoTokenizer.from_pretrained, self.bundle.model_path)
-        # the constrained modes and reranking run on the transformers generator (the hf
-        # backend's own, else one the bundle builds on first use)
-        self.recommender = self.bundle.recommender(generator=_NoGenerator(), tokenizer=tokenizer,
-                                                   constrained_generator=getattr(self.backend, "generator", None))
+        self.tokenizer = tokenizer
+        self.recommender = self.make_recommender()
         _ = self.bundle.index, self.bundle.fallback_scorer  # load before the first request
         if self.recommender.settings.mode != MODE_QRR:  # the bundle's mode: its tree and generator now
             await run_in_threadpool(self.recommender.warm)
@@ -412,8 +450,9 @@ class Service:
             log.exception("warm-up generation failed; admission learns from the first requests instead")
 
     async def answer(self, prepared: Prepared, budget_ms: float, t0: float, mode: str | None = None,
-                     fusion: str | None = None) -> Recommendation:
-        rec = self.recommender
+                     fusion: str | None = None, rec: Recommender | None = None) -> Recommendation:
+        """``rec``: the recommender the request started with (its catalog snapshot)."""
+        rec = rec or self.recommender
         assert rec is not None
         remaining = budget_ms / 1000.0 - (time.perf_counter() - t0)
         if remaining <= 0:
@@ -468,16 +507,18 @@ class _NoGenerator:
 
 
 def create_app(bundle: Bundle | str, backend: str | None = None, generator: Any = None,
-               max_body_bytes: int | None = None, **gen_overrides: Any) -> FastAPI:
+               max_body_bytes: int | None = None, admin_token: str | None = None, **gen_overrides: Any) -> FastAPI:
     """The ASGI app over a bundle. The generation engine starts with the app (lifespan).
 
     ``backend``: ``vllm`` or ``hf`` (default: the bundle's setting); ``generator``: an already
-    built blocking generator (then run in a worker thread); ``gen_overrides`` change the
-    bundle's generation settings (e.g. ``max_new_tokens``).
+    built blocking generator (then run in a worker thread); ``admin_token``: what catalog
+    writes must carry (None: writes refused); ``gen_overrides`` change the bundle's generation
+    settings (e.g. ``max_new_tokens``).
     """
     if not isinstance(bundle, Bundle):
         bundle = Bundle.load(bundle)
-    service = Service(bundle, make_backend(bundle, backend, generator, **gen_overrides), max_body_bytes)
+    service = Service(bundle, make_backend(bundle, backend, generator, **gen_overrides), max_body_bytes,
+                      admin_token)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -501,16 +542,17 @@ def create_app(bundle: Bundle | str, backend: str | None = None, generator: Any 
             req = parse_request(body, service.settings.server.budget_ms)
             if req.k is not None and req.k > service.settings.server.max_k:
                 raise Problem(422, f"must be at most {service.settings.server.max_k}, got {req.k}", field="k")
+            snapshot_rec = service.recommender  # this request's catalog, whatever changes meanwhile
             try:
-                prepared = service.recommender.prepare(req.history, req.k, req.exclude_history)
-                service.recommender.check_mode(req.mode)
-                service.recommender.check_fusion(req.fusion)
+                prepared = snapshot_rec.prepare(req.history, req.k, req.exclude_history)
+                snapshot_rec.check_mode(req.mode)
+                snapshot_rec.check_fusion(req.fusion)
             except RequestError as e:
                 raise Problem(422, str(e), field=e.field) from None
         except Problem as p:
             service.metrics.observe("error", p.status, time.perf_counter() - t0)
             return _problem_response(p)
-        rec = await service.answer(prepared, req.budget_ms, t0, req.mode, req.fusion)
+        rec = await service.answer(prepared, req.budget_ms, t0, req.mode, req.fusion, snapshot_rec)
         latency = time.perf_counter() - t0
         service.metrics.observe(rec.path, 200, latency, rec.reason)
         return JSONResponse({"items": [it.to_dict() for it in rec.items], "path": rec.path, "mode": rec.mode,
@@ -535,11 +577,80 @@ def create_app(bundle: Bundle | str, backend: str | None = None, generator: Any 
         found, total = search_items(bundle, q, n, id)
         return JSONResponse({"items": found, "total": total})
 
+    # -- the live catalog ------------------------------------------------------------------
+    def authorize(request: Request) -> None:
+        given = request.headers.get("authorization", "")
+        if not given:
+            raise Problem(401, "catalog changes need the admin token: Authorization: Bearer <token>")
+        if service.admin_token is None:
+            raise Problem(403, "catalog changes are disabled: the server was started without an admin token "
+                               f"(--admin-token-file or {ADMIN_TOKEN_ENV})")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
+                                                                 service.admin_token.encode()):
+            raise Problem(403, "wrong admin token")
+
+    async def catalog_write(request: Request, op: str, payload_of) -> JSONResponse:
+        try:
+            authorize(request)
+            body = await read_body(request, service.settings.server.max_catalog_body_bytes)
+            data = None
+            if payload_of is not None:
+                try:
+                    data = json.loads(body.decode("utf-8")) if body.strip() else None
+                except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                    raise Problem(400, f"request body is not valid JSON: {e}") from None
+            payload = payload_of(data) if payload_of is not None else None
+            summary = await run_in_threadpool(service.change_catalog, op, payload)
+        except Problem as p:
+            return _problem_response(p)
+        except CatalogChangeError as e:
+            out = {"error": str(e)}
+            if e.item is not None:
+                out["item"] = e.item
+            if e.field:
+                out["field"] = e.field
+            return JSONResponse(out, status_code=e.status)
+        return JSONResponse(summary)
+
+    def _items_list(data: Any) -> list:
+        if isinstance(data, dict) and set(data) == {"items"}:
+            data = data["items"]
+        if not isinstance(data, list):
+            raise Problem(422, "send a JSON list of items (or {\"items\": [...]})", field="items")
+        return data
+
+    @app.post("/items")
+    async def add_items(request: Request) -> JSONResponse:
+        return await catalog_write(request, "add", _items_list)
+
+    @app.put("/items/{item_id:path}")
+    async def update_item(item_id: str, request: Request) -> JSONResponse:
+        return await catalog_write(request, "update", lambda data: [(item_id, data)])
+
+    @app.delete("/items/{item_id:path}")
+    async def withdraw_item(item_id: str, request: Request) -> JSONResponse:
+        return await catalog_write(request, "withdraw", lambda data: [item_id])
+
+    @app.post("/items/{item_id:path}/restore")
+    async def restore_item(item_id: str, request: Request) -> JSONResponse:
+        return await catalog_write(request, "restore", lambda data: [item_id])
+
+    @app.get("/items/{item_id:path}")
+    async def get_item(item_id: str) -> JSONResponse:
+        snap = bundle.snapshot
+        i = snap.catalog.get_index(item_id)
+        if i is None:
+            return _problem_response(Problem(404, f"{item_id!r} is not in the catalog", field="item_id"))
+        return JSONResponse({**snap.catalog[i].to_dict(), "withdrawn": bool(snap.withdrawn[i]),
+                             "popularity": int(snap.popularity[i]), "catalog_version": snap.version})
+
     @app.get("/health")
     async def health() -> JSONResponse:
         return JSONResponse({
             "status": "ok" if service.ready else "starting",
             "backend": service.backend.name, "model": bundle.model_path, "num_items": len(bundle.catalog),
+            "catalog_version": bundle.snapshot.version, "withdrawn": int(bundle.snapshot.withdrawn.sum()),
             "fallback": bundle.fallback_path,
             "engine": {"unfinished": service.backend.unfinished(), "aborted": service.metrics.abort_count},
             "admission": admission_state(service.admission),
@@ -561,18 +672,36 @@ def admission_state(ctl: AdmissionController) -> dict:
             "predicted_ms": None if ctl.predicted_s() is None else round(ctl.predicted_s() * 1000, 1)}
 
 
+def read_admin_token(token_file: str | None = None) -> str | None:
+    """The admin token: the first line of ``token_file``, else the environment's
+    ``GENREC_ADMIN_TOKEN``, else None (catalog writes refused). Never from the command line,
+    where ``ps`` shows it."""
+    if token_file:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"{token_file}: cannot read the admin token file: {e.strerror}") from None
+        if not token:
+            raise ConfigError(f"{token_file}: the admin token file is empty")
+        return token
+    return os.environ.get(ADMIN_TOKEN_ENV, "").strip() or None
+
+
 def serve(bundle_dir: str, host: str = "127.0.0.1", port: int = 8000, backend: str | None = None,
-          log_level: str = "info", log_dir: str | None = "runs/serve/logs", **gen_overrides: Any) -> None:
+          log_level: str = "info", log_dir: str | None = "runs/serve/logs", admin_token_file: str | None = None,
+          **gen_overrides: Any) -> None:
     """Load a bundle and serve it with uvicorn until interrupted. Engine and access logs go to
     ``<log_dir>/serve.log`` (the console keeps the address and genrec's warnings); ``log_dir``
-    None leaves uvicorn's own console logging."""
+    None leaves uvicorn's own console logging. Catalog writes need the token of
+    :func:`read_admin_token`."""
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
     from genrec import console
 
     log_file = console.setup(log_dir, "serve") if log_dir else None
-    app = create_app(bundle_dir, backend=backend, **gen_overrides)
+    admin_token = read_admin_token(admin_token_file)
+    app = create_app(bundle_dir, backend=backend, admin_token=admin_token, **gen_overrides)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     console.say(f"genrec serve: {bundle_dir} ({app.state.service.backend.name} backend); starting the engine ...")
     if log_file is not None:

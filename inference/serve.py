@@ -27,6 +27,7 @@ class ServeConfig:
     log_level: str = "info"  # uvicorn's level (access lines are info)
     log_dir: str = "runs/serve/logs"  # folder of serve.log (engine and access logs); "" = the console
     generation: dict = field(default_factory=dict)  # overrides of the bundle's generation settings
+    admin_token_file: str = ""  # file holding the token catalog changes must carry ("" = env GENREC_ADMIN_TOKEN)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from genrec.server import serve
 
     serve(cfg.bundle, host=cfg.host, port=cfg.port, backend=cfg.backend, log_level=cfg.log_level,
-          log_dir=cfg.log_dir or None, **cfg.generation)
+          log_dir=cfg.log_dir or None, admin_token_file=cfg.admin_token_file or None, **cfg.generation)
     return 0
 
 
