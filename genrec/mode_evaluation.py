@@ -8,13 +8,17 @@ fusion — and, on the validation split, the choice of its weights — is comput
 without running the LLM again.
 
 Reported per mode (``calrec_<mode>``) and per fusion (``fused_<mode>_<method>``) with the
-fallback alone on the same users (``fallback``): opt/pes metrics overall and by head/tail group;
+fallback alone on the same users (``fallback``): expected (random tie-breaking, the headline),
+opt and pes metrics overall and by head/tail group; for each mode ``n_empty``, the users whose
+signal singled out no item (every item tied);
 for the constrained modes ``invalid_rate`` (decoded paths that are not a catalog item's target
 tokens, checked against the catalog itself, not the tree) and ``duplicate_rate`` (users whose
 decoded items repeat); for fusions the paired NDCG@10 difference to the fallback with a 95%
-bootstrap interval over users. ``tune_fusion=true`` (run on ``split=valid``) chooses each
-(mode, method)'s weights by NDCG@10 and writes them to the bundle's settings
-(``recommender.fusion.tuned``), with the best pair as the bundle's fusion.
+bootstrap interval over users (expected NDCG@10). ``tune_fusion=true`` (only with ``split=valid``:
+any other split is refused) chooses each (mode, method)'s weights by expected NDCG@10 and writes
+them to the bundle's settings (``recommender.fusion.tuned``) with where they were chosen, the best
+pair as the bundle's fusion. The signal logs are keyed to the dataset, split, masking, bundle and
+generation settings (``signals.settings.json``): a log from another setting is refused.
 """
 
 from __future__ import annotations
@@ -35,13 +39,13 @@ from genrec.config import to_dict
 from genrec.data.dataset import Example
 from genrec.data.source import DatasetSource
 from genrec.errors import ConfigError
-from genrec.fusion import FusionSettings, candidates, fuse, tune
+from genrec.fusion import TUNING_SPLIT, FusionSettings, candidates, fuse, tune
 from genrec.metrics import (
     evaluate_ranking,
+    expected_metrics,
     format_group_table,
     format_table,
     paired_ci,
-    per_user_metrics,
     ranks,
 )
 
@@ -75,6 +79,30 @@ class ModeEvalConfig:
 
 def _log_path(out: Path, mode: str) -> Path:
     return out / f"signals_{mode}.jsonl"
+
+
+LOG_KEY = "signals.settings.json"
+
+
+def check_log_key(out: Path, key: dict) -> None:
+    """Refuse signal logs in ``out`` written under another setting (``key``: dataset, split,
+    masking, bundle, generation settings), or without a key at all: their signals would be read
+    back as this run's. The first run writes the key beside its logs."""
+    key = json.loads(json.dumps(key))  # as it reads back
+    path = out / LOG_KEY
+    logs = sorted(p.name for p in out.glob("signals_*.jsonl") if p.stat().st_size)
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved != key:
+            differ = sorted(k for k in saved.keys() | key.keys() if saved.get(k) != key.get(k))
+            raise ConfigError(f"{out}: signal logs made under other settings ({', '.join(differ)}: "
+                              f"{ {k: saved.get(k) for k in differ} } in {path}, now { {k: key.get(k) for k in differ} }); "
+                              f"use another output_dir, or delete its signals_*.jsonl and {LOG_KEY} to start over")
+    elif logs:
+        raise ConfigError(f"{out}: signal logs ({', '.join(logs)}) without {LOG_KEY}, so what they were measured "
+                          f"on (dataset, split, masking, settings) is unknown; use another output_dir, or delete them")
+    else:
+        path.write_text(json.dumps(key) + "\n", encoding="utf-8")
 
 
 def _read_log(path: Path) -> dict[str, dict]:
@@ -146,8 +174,9 @@ def dense(rows: list[dict], n: int, absent: float) -> np.ndarray:
     return out
 
 
-def _ndcg(opt: np.ndarray) -> np.ndarray:
-    return per_user_metrics(opt)["ndcg@10"]
+def _ndcg(opt: np.ndarray, pes: np.ndarray) -> np.ndarray:
+    """Each user's expected NDCG@10 under random tie-breaking (what fusions are compared by)."""
+    return expected_metrics(opt, pes)["ndcg@10"]
 
 
 def run_mode_evaluation(cfg: ModeEvalConfig) -> dict:
@@ -166,6 +195,9 @@ def run_mode_evaluation(cfg: ModeEvalConfig) -> dict:
         raise ConfigError("bundle: the bundle to evaluate is required")
     if cfg.split not in ("valid", "test"):
         raise ConfigError(f"split must be 'valid' or 'test', got {cfg.split!r}")
+    if cfg.tune_fusion and cfg.split != TUNING_SPLIT:
+        raise ConfigError(f"tune_fusion: fusion weights are chosen on split={TUNING_SPLIT} only, not on "
+                          f"split={cfg.split}; tune on {TUNING_SPLIT}, then evaluate {cfg.split} with the stored weights")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -186,6 +218,10 @@ def run_mode_evaluation(cfg: ModeEvalConfig) -> dict:
             settings = dataclasses.replace(settings, rerank_m=cfg.rerank_m)
         overrides = {k: v for k, v in (("n", cfg.n), ("max_new_tokens", cfg.max_new_tokens)) if v is not None}
         rec = bundle.recommender(backend=cfg.backend, settings=settings, **overrides)
+        check_log_key(out, {"dataset": to_dict(cfg.dataset), "split": cfg.split, "mask_history": cfg.mask_history,
+                            "catalog_size": n_items, "bundle": cfg.bundle, "backend": cfg.backend,
+                            "n_gen": settings.n_gen, "rerank_m": settings.rerank_m, "seed": settings.seed,
+                            "max_new_tokens": cfg.max_new_tokens})
         paths = None
         logs: dict[str, list[dict]] = {}
         tree_info: dict = {}
@@ -211,19 +247,21 @@ def run_mode_evaluation(cfg: ModeEvalConfig) -> dict:
                               dtype=np.float64)
         reports, extra, per_user = {}, {}, {}
 
-        def add(name: str, scores: np.ndarray) -> None:
+        def add(name: str, scores: np.ndarray, empty: list[bool] | None = None) -> None:
             opt, pes = ranks(scores, targets, exclude=exclude)
-            reports[name] = evaluate_ranking(opt, pes, users, targets, hu, hi)
-            per_user[name] = _ndcg(opt)
+            reports[name] = evaluate_ranking(opt, pes, users, targets, hu, hi, empty=empty)
+            per_user[name] = _ndcg(opt, pes)
 
         add("fallback", fallback)
         tuned: dict[str, dict] = {}
+        where = f"{cfg.split} split, {len(examples)} users (seed {cfg.seed})"
         for mode in cfg.modes:
             rows = logs[mode]
             signal = dense(rows, n_items, 0.0 if mode == MODE_QRR else -np.inf)
-            add(f"calrec_{mode}", signal)
+            empty = [not r["idx"] for r in rows]  # no item scored: every item ties with the target
+            add(f"calrec_{mode}", signal, empty)
             info: dict = {"users": len(rows), "seconds_per_user": round(float(np.mean([r["seconds"] for r in rows])), 3),
-                          "no_signal": sum(1 for r in rows if not r["idx"])}
+                          "n_empty": sum(empty)}
             if mode in (MODE_BEAM, MODE_SAMPLE):
                 n_paths = sum(r["paths"] for r in rows)
                 info["invalid_rate"] = sum(r["invalid"] for r in rows) / max(1, n_paths)
@@ -233,9 +271,10 @@ def run_mode_evaluation(cfg: ModeEvalConfig) -> dict:
             for method in cfg.fusions:
                 if cfg.tune_fusion:
                     best, table = tune(fallback, g, targets, exclude,
-                                       grid=[c for c in candidates() if c.method == method])
+                                       grid=[c for c in candidates() if c.method == method], split=cfg.split)
                     tuned[f"{mode}/{method}"] = {"weight": best.weight, "rrf_c": best.rrf_c,
-                                                 "ndcg@10": max(r["ndcg@10"] for r in table)}
+                                                 "ndcg@10_expected": max(r["ndcg@10_expected"] for r in table),
+                                                 "chosen_on": where}
                     fs = best
                     extra.setdefault("grids", {})[f"{mode}/{method}"] = table
                 else:
@@ -245,15 +284,16 @@ def run_mode_evaluation(cfg: ModeEvalConfig) -> dict:
                 mean, ci = paired_ci(per_user[name], per_user["fallback"], cfg.bootstrap, cfg.seed)
                 extra[name] = {"method": fs.method, "weight": fs.weight, "rrf_c": fs.rrf_c,
                                "delta_vs_fallback": round(mean, 6), "delta_vs_fallback_ci95": [round(x, 6) for x in ci],
-                               "fallback_ndcg@10": round(float(per_user["fallback"].mean()), 6)}
+                               "fallback_ndcg@10_expected": round(float(per_user["fallback"].mean()), 6)}
         if cfg.tune_fusion and tuned:
-            _store_tuned(bundle.path / SETTINGS, tuned, f"{cfg.split} split, {len(examples)} users (seed {cfg.seed})")
+            _store_tuned(bundle.path / SETTINGS, tuned, where)
         if tree_info:
             extra["tree"] = tree_info
         result = {"dataset": split.dataset.name, "split": cfg.split, "mask_history": cfg.mask_history,
                   "catalog_size": n_items, "n_users": len(examples), "bundle": cfg.bundle,
                   "n_gen": settings.n_gen, "rerank_m": settings.rerank_m, "reports": reports, "extra": extra,
-                  "tuned": tuned, "validation_tuned": tuned or settings.fusion.tuned, "config": to_dict(cfg)}
+                  "tuned": tuned, "validation_tuned": tuned or settings.fusion.tuned,
+                  "fusion_chosen_on": where if tuned else settings.fusion.chosen_on, "config": to_dict(cfg)}
         if cfg.ledger:
             _write_ledger(cfg, result)
         (out / "results.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
@@ -271,7 +311,7 @@ def _store_tuned(settings_path: Path, tuned: dict[str, dict], where: str) -> Non
     fusion["tuned"] = {**(fusion.get("tuned") or {}), **tuned}
     mode = rec.get("mode", "qrr")
     pairs = {k: v for k, v in tuned.items() if k.startswith(f"{mode}/")} or tuned
-    best_key = max(pairs, key=lambda k: pairs[k]["ndcg@10"])
+    best_key = max(pairs, key=lambda k: tuned_value(pairs[k]))
     best_mode, method = best_key.split("/")
     fusion.update(method=method, weight=pairs[best_key]["weight"], rrf_c=pairs[best_key]["rrf_c"], chosen_on=where)
     rec["mode"] = best_mode
@@ -295,30 +335,44 @@ def _write_ledger(cfg: ModeEvalConfig, result: dict) -> None:
     for name, key in names.items():
         if name in reports:
             info = {k: v for k, v in extra[name].items() if k in ("invalid_rate", "duplicate_rate", "seconds_per_user")}
+            info.update(split=result["split"], mask_history=result["mask_history"])
             update_ledger(cfg.ledger, dataset, key, entry_from_reports([reports[name]], [cfg.seed], cfg.bundle, command,
                                                                        n_gen=result["n_gen"], **info))
     fused = [k for k in reports if k.startswith("fused_")]
     if fused:
         def ndcg(k: str) -> float:
-            return round(reports[k]["overall"]["opt"]["ndcg@10"], 6)
+            return round(reports[k]["overall"]["exp"]["ndcg@10"], 6)
 
         # The headline is the pair validation chose, so no choice is made on these test users;
         # the best pair on them is kept beside it as a diagnostic (a ceiling, not a result).
         best = max(fused, key=ndcg)
-        pick = validation_pick(result.get("validation_tuned") or {}, fused)
+        tuned = result.get("validation_tuned") or {}
+        pick = validation_pick(tuned, fused)
         row = pick or best
-        info = {**extra[row], "chosen_on": "validation" if pick else "these users (nothing tuned on validation)"}
+        if pick:  # where the weights were chosen, copied from the tuning run
+            pair = next(k for k in tuned if f"fused_{k.replace('/', '_')}" == pick)
+            chosen_on = tuned[pair].get("chosen_on") or result.get("fusion_chosen_on") or "validation"
+        else:
+            chosen_on = "these users (nothing tuned on validation): a ceiling, not a result"
+        info = {**extra[row], "chosen_on": chosen_on, "split": result["split"], "mask_history": result["mask_history"]}
         if pick and ndcg(best) > ndcg(pick):  # a tie is no better pair
-            info["best_on_these_users"] = {"fused": best, "ndcg@10": ndcg(best),
+            info["best_on_these_users"] = {"fused": best, "ndcg@10_expected": ndcg(best),
                                            **{k: extra[best][k] for k in ("delta_vs_fallback", "delta_vs_fallback_ci95")}}
         update_ledger(cfg.ledger, dataset, "fused", entry_from_reports(
             [reports[row]], [cfg.seed], cfg.bundle, command, fused=row, **info))
 
 
+def tuned_value(entry: dict) -> float | None:
+    """A tuned pair's validation value: expected NDCG@10, or, for pairs tuned before it was kept,
+    the NDCG@10 they stored (the mean of opt and pes; fused scores rarely tie, so nearly the same)."""
+    value = entry.get("ndcg@10_expected", entry.get("ndcg@10"))
+    return None if value is None else float(value)
+
+
 def validation_pick(tuned: dict[str, dict], fused: list[str]) -> str | None:
     """The fused pair (``fused_<mode>_<method>``) with the best validation NDCG@10 among those
-    evaluated; ``tuned`` is the bundle's ``fusion.tuned`` ("mode/method" -> {"ndcg@10", ...})."""
-    scored = {f"fused_{k.replace('/', '_')}": v["ndcg@10"] for k, v in tuned.items() if "ndcg@10" in v}
+    evaluated; ``tuned`` is the bundle's ``fusion.tuned`` ("mode/method" -> {"ndcg@10_expected", ...})."""
+    scored = {f"fused_{k.replace('/', '_')}": tuned_value(v) for k, v in tuned.items() if tuned_value(v) is not None}
     candidates = [k for k in fused if k in scored]
     return max(candidates, key=lambda k: scored[k]) if candidates else None
 
@@ -329,7 +383,7 @@ def results_markdown(result: dict) -> str:
              f"over {result['catalog_size']} items, history {'masked' if result['mask_history'] else 'not masked'}, "
              f"N_gen {result['n_gen']}, rerank M {result['rerank_m']}", "", format_table(reports), "",
              *([f"Prefix tree: {extra['tree']}", ""] if "tree" in extra else []),
-             "NDCG@10 (opt / pes) by group:", "", format_group_table(reports), ""]
+             "NDCG@10 expected under random tie-breaking (opt / pes) by group:", "", format_group_table(reports), ""]
     for name, info in extra.items():
         if name in ("grids", "tree"):
             continue

@@ -9,11 +9,14 @@ own log-probs, and the ``mode`` each answer reports.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from genrec.data.catalog import Catalog, Item
 from genrec.decoding.trie import ItemTrie
+from genrec.errors import ConfigError
 from genrec.fusion import FusionSettings
 from genrec.generation.base import Sample
 from genrec.grounding import BM25Index
@@ -307,6 +310,8 @@ def test_mode_evaluation_tunes_on_valid_and_resumes(bundle, tmp_path):
     tuned = Bundle.load(copy).settings.recommender.fusion
     assert set(tuned.tuned) == {"qrr/rrf", "constrained_beam/rrf", "rerank/rrf"}
     assert tuned.method == "rrf" and tuned.chosen_on.startswith("valid split, 4 users")
+    assert all(v["chosen_on"] == tuned.chosen_on for v in tuned.tuned.values())
+    assert all(extra[f"calrec_{m}"]["n_empty"] == reports[f"calrec_{m}"]["overall"]["n_empty"] for m in cfg.modes)
     w = tuned.tuned["rerank/rrf"]
     assert extra["fused_rerank_rrf"]["weight"] == w["weight"] == tuned.for_mode(MODE_RERANK).weight
     # a second run reads every signal from the logs: same numbers, nothing recomputed
@@ -319,21 +324,37 @@ def test_mode_evaluation_tunes_on_valid_and_resumes(bundle, tmp_path):
     ledger = json.loads((tmp_path / "summary.json").read_text())["demo"]
     assert set(ledger) == {"calrec_qrr", "calrec_constrained", "calrec_rerank", "fused"}
     assert ledger["calrec_constrained"]["invalid_rate"] == 0.0 == ledger["calrec_constrained"]["duplicate_rate"]
-    assert all(e["n_users"] == 4 for e in ledger.values())
+    assert all(e["n_users"] == 4 and e["split"] == "valid" and e["ndcg@10_expected"] is not None for e in ledger.values())
+    assert all(0 <= ledger[k]["n_empty"] <= 4 for k in ("calrec_qrr", "calrec_constrained", "calrec_rerank"))
     fused = ledger["fused"]
-    assert fused["fallback_ndcg@10"] == round(reports["fallback"]["overall"]["opt"]["ndcg@10"], 6)
+    assert fused["fallback_ndcg@10_expected"] == round(reports["fallback"]["overall"]["exp"]["ndcg@10"], 6)
     assert len(fused["delta_vs_fallback_ci95"]) == 2 and fused["fused"].startswith("fused_")
     # the row is the pair validation chose (no choice made on the users it reports); the best
     # pair on these users, when it differs, is only a diagnostic beside it
-    chosen = "fused_" + max(tuned.tuned, key=lambda k: tuned.tuned[k]["ndcg@10"]).replace("/", "_")
-    assert fused["fused"] == chosen and fused["chosen_on"] == "validation"
-    assert fused["ndcg@10"] == round(reports[chosen]["overall"]["opt"]["ndcg@10"], 6)
+    chosen = "fused_" + max(tuned.tuned, key=lambda k: tuned.tuned[k]["ndcg@10_expected"]).replace("/", "_")
+    assert fused["fused"] == chosen and fused["chosen_on"] == tuned.chosen_on  # where the weights were chosen
+    assert fused["ndcg@10_expected"] == round(reports[chosen]["overall"]["exp"]["ndcg@10"], 6)
     assert fused["delta_vs_fallback"] == extra[chosen]["delta_vs_fallback"]
-    best = max((k for k in reports if k.startswith("fused_")), key=lambda k: reports[k]["overall"]["opt"]["ndcg@10"])
-    if reports[best]["overall"]["opt"]["ndcg@10"] > reports[chosen]["overall"]["opt"]["ndcg@10"]:
+    best = max((k for k in reports if k.startswith("fused_")), key=lambda k: reports[k]["overall"]["exp"]["ndcg@10"])
+    if round(reports[best]["overall"]["exp"]["ndcg@10"], 6) > round(reports[chosen]["overall"]["exp"]["ndcg@10"], 6):
         assert fused["best_on_these_users"]["fused"] == best
     else:
         assert "best_on_these_users" not in fused
+    # the same folder under another split or masking is refused, its logs left as they were
+    for change in ({"split": "test", "tune_fusion": False}, {"mask_history": False}):
+        with pytest.raises(ConfigError, match=f"signal logs made under other settings \\({next(iter(change))}"):
+            run_mode_evaluation(dataclasses.replace(cfg, **change))
+    assert lines == {m: (tmp_path / "out" / f"signals_{m}.jsonl").read_text().count("\n") for m in cfg.modes}
+
+
+def test_fusion_tuning_on_the_test_split_is_refused(tmp_path):
+    from genrec.data.source import DatasetSource
+    from genrec.mode_evaluation import ModeEvalConfig, run_mode_evaluation
+
+    cfg = ModeEvalConfig(dataset=DatasetSource("demo", name="electronics"), bundle=str(tmp_path / "b"), split="test",
+                         tune_fusion=True, output_dir=str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match="chosen on split=valid only, not on split=test"):
+        run_mode_evaluation(cfg)
 
 
 def test_warm_loads_the_tree_and_the_generator_of_the_mode(catalog, template, generator, tokenizer):
@@ -360,8 +381,8 @@ def test_warm_loads_the_tree_and_the_generator_of_the_mode(catalog, template, ge
 def test_validation_pick_is_the_best_tuned_pair_among_those_evaluated():
     from genrec.mode_evaluation import validation_pick
 
-    tuned = {"qrr/zsum": {"weight": 0.02, "ndcg@10": 0.10}, "rerank/zsum": {"weight": 0.2, "ndcg@10": 0.20},
-             "constrained_beam/rrf": {"weight": 0.5, "ndcg@10": 0.30}}
+    tuned = {"qrr/zsum": {"weight": 0.02, "ndcg@10_expected": 0.10}, "rerank/zsum": {"weight": 0.2, "ndcg@10": 0.20},
+             "constrained_beam/rrf": {"weight": 0.5, "ndcg@10_expected": 0.30}}  # rerank/zsum tuned before expected
     assert validation_pick(tuned, ["fused_qrr_zsum", "fused_rerank_zsum"]) == "fused_rerank_zsum"
     assert validation_pick(tuned, ["fused_constrained_beam_rrf", "fused_qrr_zsum"]) == "fused_constrained_beam_rrf"
     assert validation_pick(tuned, ["fused_rerank_rrf"]) is None  # nothing tuned for it
