@@ -21,6 +21,7 @@ from genrec.data.preprocess import leave_one_out
 from genrec.data.source import DatasetSource
 from genrec.errors import ConfigError
 from genrec.esr.alpharec import AlphaRecConfig
+from genrec.esr.cold_items import ItemTextEncoder
 from genrec.esr.darec import DaRecConfig
 from genrec.esr.embeddings import (
     EncoderConfig,
@@ -94,7 +95,7 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
         if spec.needs_llm(cfg):
             encoder = make_encoder(cfg.encoder)
             t_emb = time.perf_counter()
-            item_vecs = item_embeddings(ds.catalog, encoder, cache)
+            item_vecs = raw_item_vecs = item_embeddings(ds.catalog, encoder, cache)
             summary["item_embedding_s"] = round(time.perf_counter() - t_emb, 1)
             if getattr(encoder, "tokens", 0):  # 0 on a cache hit
                 summary["item_encoding"] = {"texts": encoder.calls, "tokens": encoder.tokens,
@@ -122,6 +123,10 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
                                              "sequential": model.sequential,
                                              "catalog_fingerprint": ds.catalog.fingerprint()})
         scorer.save(out / "scorer")
+        e_se = getattr(model, "e_se", None)
+        if e_se is not None:  # how a new item's text reaches the model's semantic view (genrec.esr.cold_items)
+            ItemTextEncoder(to_dict(cfg.encoder), "esr_item",
+                            *ItemTextEncoder.fit(raw_item_vecs, e_se[1:].detach().numpy())).save(out / "scorer")
     summary["train_total_s"] = round(time.perf_counter() - t0, 1)
     t_eval = time.perf_counter()
     opt, pes = evaluate(scorer, split.test, mask_history=cfg.mask_history)
