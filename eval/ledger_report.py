@@ -3,9 +3,14 @@
     python eval/ledger_report.py                       # every dataset
     python eval/ledger_report.py --dataset scientific --methods sasrec,llmesr
 
-One table per dataset (``--groups``: NDCG@10 by head/tail users and items): mean over seeds (± sample std where several seeds ran) of NDCG@10,
-Recall@10, Recall@1, MRR (optimistic ranks; full catalog, history masked, all test users), the
-tail- and head-item NDCG@10, and the seeds and users each row was measured on.
+One table per dataset, means over seeds (± sample std where several seeds ran; full catalog,
+history masked, all test users unless the row says otherwise). Its first metric column, the
+headline, is NDCG@10 expected under random tie-breaking (``ndcg@10_expected``, SPEC.md §12),
+then the optimistic and pessimistic NDCG@10 that bound it, expected Recall@10 and MRR@10
+(RecBole's truncated MRR), users and seeds; ``n_empty`` (users whose generation grounded to
+nothing) where rows count it, and the date and commit a row was written at where rows have them.
+A row measured with ties before the expected value was kept shows its bounds instead.
+``--groups``: expected NDCG@10 by head/tail users and items.
 """
 
 from __future__ import annotations

@@ -117,6 +117,8 @@ def backfill_expected(entry: Mapping, generative: bool = False) -> dict:
     pairs = [k for k in out if f"{k}_pes" in out and isinstance(out[k], (int, float))]
     if pairs and all(out[k] == out[f"{k}_pes"] for k in pairs):
         out.update({f"{k}_expected": out[k] for k in pairs}, expected_from="opt == pes")
+        # each seed's opt >= pes too, so every seed agreed: the spread over seeds is the same
+        out.update({f"{k}_expected_std": out[f"{k}_std"] for k in pairs if f"{k}_std" in out})
     else:
         for k in ("ndcg@10", "recall@10"):
             out[f"{k}_expected"] = None

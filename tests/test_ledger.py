@@ -56,8 +56,9 @@ def test_a_report_from_before_the_expected_side_fills_it_only_where_opt_equals_p
 
 def test_backfill_fills_only_what_the_means_determine():
     untied = {"ndcg@10": 0.09, "ndcg@10_pes": 0.09, "mrr": 0.08, "mrr_pes": 0.08, "tail_items_ndcg@10": 0.02,
-              "tail_items_ndcg@10_pes": 0.02, "n_users": 10}
+              "tail_items_ndcg@10_pes": 0.02, "n_users": 10, "ndcg@10_std": 0.003}
     got = backfill_expected(untied)
+    assert got["ndcg@10_expected_std"] == 0.003
     assert got["ndcg@10_expected"] == 0.09 and got["mrr_expected"] == 0.08 and got["tail_items_ndcg@10_expected"] == 0.02
     assert got["expected_from"] == "opt == pes" and "n_empty" not in got and "mrr@10_expected" not in got
     tied = {"ndcg@10": 0.0527, "ndcg@10_pes": 0.0336, "recall@10": 0.09, "recall@10_pes": 0.06, "mrr": 0.04,
@@ -208,3 +209,23 @@ def test_a_finished_run_with_other_settings_is_moved_aside_not_resumed(tmp_path)
     assert len(moved) == 1
     assert json.loads((folder / moved[0] / "results.json").read_text())["training"]["epochs_run"] == 1
     assert json.loads((folder / "seed0" / "results.json").read_text())["training"]["epochs_run"] == 2
+
+
+def test_ledger_report_prints_the_expected_value_first_per_dataset(tmp_path, capsys):
+    """eval/ledger_report.py, which the results page's tables are pasted from: per dataset, a table
+    whose first metric column is the expected NDCG@10; a tied old row shows its bounds."""
+    path = tmp_path / "summary.json"
+    update_ledger(path, "toy", "qrr", {**entry_from_reports([_report(0.07, 0.03)], [0], "c", "x"), "n_empty": 3})
+    update_ledger(path, "toy", "old", backfill_expected({"ndcg@10": 0.05, "ndcg@10_pes": 0.03, "recall@10": 0.1,
+                                                         "recall@10_pes": 0.08, "n_users": 9, "seeds": [1]}, True))
+    update_ledger(path, "other", "sasrec", backfill_expected({"ndcg@10": 0.08, "ndcg@10_pes": 0.08, "n_users": 9,
+                                                              "seeds": [1, 2], "ndcg@10_std": 0.001}))
+    assert load_script("eval/ledger_report.py").main(["--ledger", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "### other\n\n| method | NDCG@10 (expected) | NDCG@10 opt | NDCG@10 pes | R@10 (expected) | MRR@10 " \
+           "(expected) | users | seeds |\n" in out
+    assert "| sasrec | 0.0800 ± 0.0010 | 0.0800 ± 0.0010 | 0.0800 | — | — | 9 | 2 |" in out
+    toy = out[out.index("### toy"):].splitlines()
+    assert toy[2].endswith("| users | seeds | n_empty | date | commit |")
+    assert toy[4].startswith("| old | — (in [0.0300, 0.0500], re-measure) | 0.0500 | 0.0300 | — | — | 9 | 1 | — |")
+    assert toy[5].startswith("| qrr | 0.0695 | 0.0700 | 0.0690 | 0.1400 | 0.0560 | 100 | 1 | 3 | 20")
