@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{r['users']} users in both ({r['only_a']} only in a, {r['only_b']} only in b)")
     print("| NDCG@10 | a | b | b - a | 95% interval |\n|---|---|---|---|---|")
-    for side in ("opt", "pes"):
+    for side in ("exp", "opt", "pes"):  # expected under random tie-breaking: the headline
         s = r[side]
         print(f"| {side} | {s['a']:.4f} | {s['b']:.4f} | {s['delta']:+.4f} | [{s['ci95'][0]:+.4f}, {s['ci95'][1]:+.4f}] |")
     print(json.dumps(r))
