@@ -52,7 +52,7 @@ def settings_for(exp: Experiment, seed: int, runs_dir: Path) -> FallbackSettings
 
 # Settings sections added after some runs were made, each read only by its own model: a saved run
 # without one was made with settings that did not have it, not with other values of it.
-LATER_SECTIONS = ("alpharec", "darec", "pad")
+LATER_SECTIONS = ("alpharec", "darec", "pad", "hllm")
 
 
 def _same_settings(saved: dict, want: dict, ignore: tuple[str, ...] = ()) -> bool:

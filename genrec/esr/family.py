@@ -76,6 +76,11 @@ class FallbackModel(nn.Module):
         inp = pad_left([s[:-1] for s in seqs], max_len)
         return inp, pad_left([s[1:] for s in seqs], max_len, length=inp.shape[1])
 
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimiser parameter groups: one group at the trainer's ``lr`` unless a model trains some
+        parts at another rate (HLLM's pretrained blocks)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+
     @property
     def distills(self) -> bool:
         """Whether training needs LLM-ESR's similar-user teachers."""

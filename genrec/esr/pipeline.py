@@ -31,6 +31,7 @@ from genrec.esr.embeddings import (
     user_embeddings,
     user_embeddings_from_items,
 )
+from genrec.esr.hllm import HLLMConfig
 from genrec.esr.index import similar_users
 from genrec.esr.llmesr import ESRConfig
 from genrec.esr.pad import PADConfig
@@ -46,11 +47,12 @@ log = logging.getLogger(__name__)
 @dataclass
 class FallbackSettings:
     dataset: DatasetSource = field(default_factory=lambda: DatasetSource(format="demo", name="electronics"))
-    model: str = "llmesr"  # sasrec | llmesr | alpharec | darec | pad | popularity (genrec.esr.registry)
+    model: str = "llmesr"  # sasrec | llmesr | alpharec | darec | pad | hllm | popularity (genrec.esr.registry)
     esr: ESRConfig = field(default_factory=ESRConfig)  # LLM-ESR's architecture; its backbone part is SASRec's, DaRec's and PAD's
     alpharec: AlphaRecConfig = field(default_factory=AlphaRecConfig)  # AlphaRec's settings (model=alpharec)
     darec: DaRecConfig = field(default_factory=DaRecConfig)  # DaRec's alignment terms (model=darec)
     pad: PADConfig = field(default_factory=PADConfig)  # PAD's MMD and gate (model=pad)
+    hllm: HLLMConfig = field(default_factory=HLLMConfig)  # item tower and LLM user model (model=hllm)
     train: TrainConfig = field(default_factory=TrainConfig)  # optimisation, ranking loss, early stopping
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # item (and user) text encoder
     user_embeddings: str = "prompt"  # prompt (LLM-ESR user prompt) | item_mean (mean of training-item vectors)
@@ -114,7 +116,7 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
                 similar = {u: [users[j] for j in row] for u, row in zip(users, nn)}
                 summary["user_embedding_s"] = round(time.perf_counter() - t_emb, 1)
         seed_all(cfg.train.seed, cfg.train.threads)  # the initial weights are part of a seeded run
-        model = spec.build(cfg, n_items, item_vecs, split.train)
+        model = spec.build(cfg, n_items, item_vecs, split.train, ds.catalog)
         sequential = model.sequential
         log.info("%s: %d trainable parameters", cfg.model, sum(p.numel() for p in model.parameters() if p.requires_grad))
         fit = Trainer(model, split.train, split.valid, cfg.train, out / "checkpoints", similar).fit()

@@ -1,4 +1,4 @@
-"""The fallback family by name: ``model: sasrec | llmesr | alpharec | darec | pad | popularity``.
+"""The fallback family by name: ``model: sasrec | llmesr | alpharec | darec | pad | hllm | popularity``.
 
 One entry per model says whether it reads the cached LLM item vectors, how to build it from the
 training settings (:class:`~genrec.esr.pipeline.FallbackSettings`) and how to rebuild it from a
@@ -18,6 +18,7 @@ from genrec.errors import ConfigError
 from genrec.esr.alpharec import AlphaRec, graph_edges, load_alpharec
 from genrec.esr.darec import DaRec, DaRecModelConfig, load_darec
 from genrec.esr.family import FallbackModel
+from genrec.esr.hllm import build_hllm, load_hllm
 from genrec.esr.llmesr import DualViewModel, ESRConfig
 from genrec.esr.pad import PAD, PADModelConfig, load_pad
 from genrec.esr.sasrec import build_sasrec, sasrec_config
@@ -28,7 +29,8 @@ class ModelEntry:
     name: str
     summary: str
     needs_llm: Callable[[Any], bool]  # settings -> whether the LLM item vectors are needed
-    build: Callable[[Any, int, np.ndarray | None, dict[str, list[int]]], FallbackModel]
+    # (settings, num_items, LLM item vectors, training sequences, catalog) -> a model to train
+    build: Callable[[Any, int, np.ndarray | None, dict[str, list[int]], Any], FallbackModel]
     load: Callable[[dict, int, dict], FallbackModel]  # (saved config, num_items, saved sizes)
 
 
@@ -47,6 +49,15 @@ def _load_dual_view(config: dict, num_items: int, shapes: dict) -> DualViewModel
     return model
 
 
+def _texts(settings, catalog) -> list[str] | None:
+    """The item prompts the tuned item tower reads (LLM-ESR's item template), when it is on."""
+    if settings.hllm.item_tower != "tuned":
+        return None
+    from genrec.esr.embeddings import item_texts
+
+    return item_texts(catalog)
+
+
 def _counts(train: dict[str, list[int]], num_items: int) -> np.ndarray:
     from genrec.data.groups import item_popularity
 
@@ -55,21 +66,25 @@ def _counts(train: dict[str, list[int]], num_items: int) -> np.ndarray:
 
 MODELS: dict[str, ModelEntry] = {e.name: e for e in [
     ModelEntry("sasrec", "SASRec: item IDs through causal self-attention (Kang & McAuley 2018)",
-               lambda s: False, lambda s, n, vecs, train: build_sasrec(s.esr, n), _load_dual_view),
+               lambda s: False, lambda s, n, vecs, train, cat: build_sasrec(s.esr, n), _load_dual_view),
     ModelEntry("llmesr", "LLM-ESR: semantic + collaborative views, self-distillation (Liu et al. 2024)",
                lambda s: s.esr.uses_semantic or (s.esr.uses_collaborative and s.esr.co_init == "pca") or s.esr.distill,
-               lambda s, n, vecs, train: DualViewModel(s.esr, n, vecs), _load_dual_view),
+               lambda s, n, vecs, train, cat: DualViewModel(s.esr, n, vecs), _load_dual_view),
     ModelEntry("alpharec", "AlphaRec: LLM vectors → MLP → LightGCN, no IDs, not sequential (Sheng et al. 2025)",
                lambda s: True,
-               lambda s, n, vecs, train: AlphaRec(s.alpharec, n, vecs, graph_edges(train), len(train)),
+               lambda s, n, vecs, train, cat: AlphaRec(s.alpharec, n, vecs, graph_edges(train), len(train)),
                load_alpharec),
     ModelEntry("darec", "DaRec: SASRec + disentangled structure alignment with the LLM vectors",
                lambda s: True,
-               lambda s, n, vecs, train: DaRec(DaRecModelConfig(_backbone(s), s.darec), n, vecs), load_darec),
+               lambda s, n, vecs, train, cat: DaRec(DaRecModelConfig(_backbone(s), s.darec), n, vecs), load_darec),
     ModelEntry("pad", "PAD: text, ID and aligned experts, MMD alignment, frequency gate",
                lambda s: True,
-               lambda s, n, vecs, train: PAD(PADModelConfig(_backbone(s), s.pad), n, vecs, _counts(train, n)),
+               lambda s, n, vecs, train, cat: PAD(PADModelConfig(_backbone(s), s.pad), n, vecs, _counts(train, n)),
                load_pad),
+    ModelEntry("hllm", "HLLM / BAHE: a trained item tower over item text, a causal LM's blocks as the user model",
+               lambda s: s.hllm.item_tower == "frozen",
+               lambda s, n, vecs, train, cat: build_hllm(s.hllm, n, vecs, _texts(s, cat), s.encoder.model),
+               load_hllm),
 ]}
 NAMES = (*MODELS, "popularity")
 
