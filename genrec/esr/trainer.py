@@ -35,7 +35,7 @@ from genrec.data.dataset import Example
 from genrec.errors import ConfigError
 from genrec.esr.family import FallbackModel, pad_left
 from genrec.esr.losses import LossConfig, RankingLoss
-from genrec.metrics import metrics_from_ranks, ranks
+from genrec.metrics import expected_from_ranks, ranks
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,8 @@ class Trainer:
         self.similar = similar
         if getattr(model.cfg, "distill", False) and similar is None:
             raise ValueError("self-distillation is on but no similar-user lists were given")
-        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.Adam(model.param_groups(cfg.lr), lr=cfg.lr, betas=(0.9, 0.98),
+                                    weight_decay=cfg.weight_decay)
         self.history: list[dict] = []
         if cfg.teacher_refresh not in ("epoch", "batch"):
             raise ValueError(f"teacher_refresh must be 'epoch' or 'batch', got {cfg.teacher_refresh!r}")
@@ -233,8 +234,10 @@ class Trainer:
         return _fill_missing(saved, defaults)
 
     def validate(self) -> dict[str, float]:
-        opt, _ = evaluate(self.model, self.valid, self.cfg.eval_batch_size)
-        return metrics_from_ranks(opt)
+        """Validation metrics under random tie-breaking (exact; equal to the optimistic ones when
+        no score ties the target, as with continuous model scores)."""
+        opt, pes = evaluate(self.model, self.valid, self.cfg.eval_batch_size)
+        return expected_from_ranks(opt, pes)
 
     def fit(self) -> dict:
         """Train to early stop (or ``epochs``); load the best weights into the model; return a summary."""
