@@ -285,7 +285,8 @@ class LiveFallbackScorer:
         self.n_total = n_total
         self.blocked = blocked
         self.side_idx = np.asarray(side_idx, dtype=np.int64)
-        self.side_rows = np.ascontiguousarray(side_rows, dtype=np.float32).reshape(len(self.side_idx), -1)
+        self.side_rows = np.ascontiguousarray(side_rows, dtype=np.float32).reshape(
+            len(self.side_idx), base._table.shape[1])
         hide = blocked[:base.num_items].copy()
         hide[self.side_idx[self.side_idx < base.num_items]] = True
         self.hidden_base = int(hide.sum())
