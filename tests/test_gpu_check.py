@@ -5,6 +5,7 @@ line on stdout; CUDA-only steps skipped with their reason; a failing step record
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,20 @@ def test_a_failing_step_is_recorded_and_a_missing_library_skips(tmp_path):
     assert run_step("imports", imports_missing, ctx)["reason"] == "needs surely_not_a_module_abc (not installed)"
     assert run_step("skips", skips, ctx)["status"] == "skipped"
     assert run_step("fine", lambda _ctx: {"x": 1}, ctx)["x"] == 1
+
+
+def test_what_a_step_and_its_child_processes_print_goes_to_stderr(tmp_path, capfd):
+    ctx = Context(device="cpu", work=tmp_path, sizes=Sizes(8, 1, 1, 1, 1, 1, 1, 1))
+
+    def noisy(_ctx):
+        print("from python")
+        os.write(1, b"from the descriptor\n")
+        subprocess.run(["echo", "from a child process"], check=True)
+        return {}
+
+    assert run_step("noisy", noisy, ctx)["status"] == "ok"
+    print("after the step")
+    out, err = capfd.readouterr()
+    assert out == "after the step\n"
+    for line in ("from python", "from the descriptor", "from a child process"):
+        assert line in err
