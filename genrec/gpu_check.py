@@ -4,7 +4,8 @@
 no network and only its own Python with CUDA torch: CALRec fine-tuning (LoRA and full under bf16
 autocast, LoRA on a 4-bit base where bitsandbytes is installed) through ``genrec.training``,
 SASRec and LLM-ESR training through ``genrec.esr``'s trainer, sampling through the transformers
-backend, and a short load on the vLLM engine where vLLM is installed. Each step reports
+backend, and a bundle (the built model + the LoRA adapter) answering a short load through vLLM
+where vLLM is installed. Each step reports
 ``{"step", "status": ok|skipped|failed, "reason"?, "seconds", <throughput>}``; a step whose
 needs are missing (a library, a CUDA device) is skipped with the reason, and one step's failure
 never stops the next. No weights are needed: the model is a small Llama built in the run, over a
@@ -53,11 +54,13 @@ class Sizes:
     esr_epochs: int
     prompts: int
     n_gen: int
+    bundle_users: int
 
 
-SIZES = {"cpu": Sizes(hidden=32, layers=2, heads=4, calrec_steps=2, batch_size=2, esr_epochs=1, prompts=2, n_gen=2),
+SIZES = {"cpu": Sizes(hidden=32, layers=2, heads=4, calrec_steps=2, batch_size=2, esr_epochs=1, prompts=2, n_gen=2,
+                        bundle_users=4),
          "cuda": Sizes(hidden=512, layers=4, heads=8, calrec_steps=20, batch_size=8, esr_epochs=3, prompts=32,
-                       n_gen=8)}
+                       n_gen=8, bundle_users=256)}
 
 
 @dataclass
@@ -66,7 +69,8 @@ class Context:
     work: Path          # scratch folder of the run
     sizes: Sizes
     model_dir: Path | None = None       # the built model + tokenizer
-    full_model_dir: Path | None = None  # the full fine-tune's output (the generation steps serve it)
+    full_model_dir: Path | None = None  # the full fine-tune's output (transformers generation serves it)
+    lora_dir: Path | None = None        # the LoRA step's adapter (the bundle serves it)
 
 
 def require(*modules: str) -> None:
@@ -196,6 +200,8 @@ def calrec(ctx: Context, tuning: str, four_bit: bool = False) -> dict:
     last = next((r for r in reversed(losses) if "loss" in r), {})
     if tuning == "full" and not four_bit:
         ctx.full_model_dir = result.weights_dir
+    if tuning == "lora" and not four_bit:
+        ctx.lora_dir = result.weights_dir
     return {"steps": result.global_step, "precision": precision, "rows_per_s": round(
         result.global_step * s.batch_size / max(result.train_seconds, 1e-9), 2),
         "steps_per_s": round(result.global_step / max(result.train_seconds, 1e-9), 3),
@@ -259,11 +265,6 @@ def demo_prompts(count: int) -> list[str]:
             for e in split.test[:count]]
 
 
-def generation_model(ctx: Context) -> Path:
-    """The full fine-tune's output where that step ran, else the built model."""
-    return ctx.full_model_dir or need_model(ctx)
-
-
 def generate_hf(ctx: Context) -> dict:
     """Sampling through the transformers backend (``HFGenerator``) with the model on ``ctx.device``."""
     require("transformers")
@@ -274,7 +275,7 @@ def generate_hf(ctx: Context) -> dict:
     from genrec.model_store import load_model_and_tokenizer
 
     s = ctx.sizes
-    path = generation_model(ctx)
+    path = ctx.full_model_dir or need_model(ctx)  # the full fine-tune's output where that step ran
     dtype = "bfloat16" if ctx.device == "cuda" else "float32"
     model, tokenizer = load_model_and_tokenizer(str(path), dtype=dtype, device=ctx.device)
     cfg = GenerationConfig(backend="hf", model=str(path), n=s.n_gen, max_new_tokens=16, temperature=1.0, seed=0)
@@ -293,32 +294,45 @@ def generate_hf(ctx: Context) -> dict:
             "samples_per_s": round(samples / secs, 2), "tokens_per_s": round(tokens / secs, 1)}
 
 
-def vllm_load(ctx: Context) -> dict:
-    """A short load on the vLLM engine (``VLLMGenerator``): every demo test prompt at once,
-    ``n_gen`` samples each, as continuous batching serves a bundle's users."""
+def vllm_bundle(ctx: Context) -> dict:
+    """A deployment bundle (the built model + the LoRA step's adapter, served through vLLM's
+    ``LoRARequest`` on CUDA) answering a short load: ``bundle_users`` demo test users in one
+    ``recommend_many`` call, ``n_gen`` samples each, as the server batches concurrent requests."""
     require_cuda(ctx)
-    require("vllm", "transformers")
-    from genrec.generation.base import GenerationConfig
-    from genrec.generation.vllm_backend import VLLMGenerator
+    require("vllm", "transformers", "peft", "yaml")
+    if ctx.lora_dir is None:
+        raise Skip("no LoRA adapter (see the calrec_lora step)")
+    from genrec.bundle import Bundle, BundleConfig, BundleSettings, write_bundle
+    from genrec.data.source import DatasetSource
 
     s = ctx.sizes
-    path = generation_model(ctx)
-    cfg = GenerationConfig(backend="vllm", model=str(path), n=s.n_gen, max_new_tokens=16, temperature=1.0,
-                           seed=0, max_model_len=1024, gpu_memory_utilization=0.3, enforce_eager=True)
+    settings = BundleSettings()
+    settings.recommender.template = "calrec_compact"
+    settings.recommender.n_gen = s.n_gen
+    settings.generation = {"backend": "vllm", "max_new_tokens": 16, "temperature": 1.0, "max_model_len": 1024,
+                           "gpu_memory_utilization": 0.3}
+    dataset = DatasetSource(format="demo", name=SHOP)
+    out = write_bundle(BundleConfig(out=str(ctx.work / "bundle"), dataset=dataset, model=str(need_model(ctx)),
+                                    adapter=str(ctx.lora_dir), merge_adapter=ctx.device != "cuda",
+                                    settings=settings, overwrite=True))
+    bundle = Bundle.load(out)
     t_start = time.perf_counter()
-    gen = VLLMGenerator(cfg)
+    rec = bundle.recommender(backend="vllm")
     start_s = time.perf_counter() - t_start
     try:
-        prompts = demo_prompts(256)
+        ds = dataset.load()
+        histories = [[ds.catalog[i].item_id for i in seq[-5:]] for seq in list(ds.sequences.values())[:s.bundle_users]]
         t0 = time.perf_counter()
-        out = gen.generate(prompts)
+        answers = rec.recommend_many(histories, k=10, errors="return")
         secs = time.perf_counter() - t0
     finally:
-        gen.shutdown()
-    samples = sum(len(o) for o in out)
-    tokens = sum(len(x.token_ids) for o in out for x in o)
-    return {"engine_start_s": round(start_s, 1), "prompts": len(prompts), "samples": samples,
-            "samples_per_s": round(samples / secs, 1), "tokens_per_s": round(tokens / secs, 1)}
+        shutdown = getattr(rec.generator, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+    paths = [getattr(a, "path", type(a).__name__) for a in answers]
+    return {"engine_start_s": round(start_s, 1), "users": len(histories), "users_per_s": round(len(histories) / secs, 1),
+            "samples_per_s": round(len(histories) * s.n_gen / secs, 1),
+            "paths": {p: paths.count(p) for p in sorted(set(paths))}}
 
 
 STEPS: list[tuple[str, Callable[[Context], dict]]] = [
@@ -329,7 +343,7 @@ STEPS: list[tuple[str, Callable[[Context], dict]]] = [
     ("sasrec", lambda ctx: esr(ctx, "sasrec")),
     ("llmesr", lambda ctx: esr(ctx, "llmesr")),
     ("generate_hf", generate_hf),
-    ("vllm_load", vllm_load),
+    ("vllm_bundle", vllm_bundle),
 ]
 
 

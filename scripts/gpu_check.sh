@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A few steps of every GPU path genrec has, on this machine, as one JSON line on stdout
 # (logs and progress on stderr): CALRec LoRA / full / 4-bit fine-tuning, SASRec and LLM-ESR
-# training, transformers generation, a short vLLM load. Needs no network and no weights (the
+# training, transformers generation, a bundle under a short load on vLLM. Needs no network and no weights (the
 # model is built in the run); a step whose needs are missing is skipped with the reason.
 # Fits in 10 minutes on one GPU. The logic is genrec/gpu_check.py; record a run in docs/gpu.md.
 #

@@ -47,7 +47,7 @@ def test_every_cpu_runnable_step_runs_and_the_cuda_ones_say_why_not(cpu_run):
     cuda_only = ("skipped", "runs on CUDA only (this run: --device cpu)")
     assert status == {"build_model": ("ok", None), "calrec_lora": ("ok", None), "calrec_full": ("ok", None),
                       "calrec_lora_4bit": cuda_only, "sasrec": ("ok", None), "llmesr": ("ok", None),
-                      "generate_hf": ("ok", None), "vllm_load": cuda_only}
+                      "generate_hf": ("ok", None), "vllm_bundle": cuda_only}
     assert [s["step"] for s in cpu_run["steps"]] == [name for name, _ in STEPS]
     assert (cpu_run["device"], cpu_run["gpu"], cpu_run["ok"], cpu_run["skipped"], cpu_run["failed"]) == \
         ("cpu", None, 6, 2, 0)
@@ -87,7 +87,7 @@ def test_the_wrapper_parses_and_hands_its_arguments_to_the_module():
 
 
 def test_a_failing_step_is_recorded_and_a_missing_library_skips(tmp_path):
-    ctx = Context(device="cpu", work=tmp_path, sizes=Sizes(8, 1, 1, 1, 1, 1, 1, 1))
+    ctx = Context(device="cpu", work=tmp_path, sizes=Sizes(8, 1, 1, 1, 1, 1, 1, 1, 1))
 
     def broken(_ctx):
         raise RuntimeError("first line\nsecond line")
@@ -112,7 +112,7 @@ def test_a_failing_step_is_recorded_and_a_missing_library_skips(tmp_path):
 
 
 def test_what_a_step_and_its_child_processes_print_goes_to_stderr(tmp_path, capfd):
-    ctx = Context(device="cpu", work=tmp_path, sizes=Sizes(8, 1, 1, 1, 1, 1, 1, 1))
+    ctx = Context(device="cpu", work=tmp_path, sizes=Sizes(8, 1, 1, 1, 1, 1, 1, 1, 1))
 
     def noisy(_ctx):
         print("from python")
