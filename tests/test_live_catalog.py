@@ -47,6 +47,22 @@ def llmesr_scorer(tmp_path_factory) -> str:
     return str(out / "scorer")
 
 
+@pytest.fixture(scope="module")
+def heads_model(tmp_path_factory, tokenizer) -> str:
+    """A tiny random Llama saved as a CALRec fine-tune with its contrastive heads (the embedding mode)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from genrec.training.config import LossConfig
+    from genrec.training.model import CALRecModel
+
+    out = tmp_path_factory.mktemp("heads-model") / "model"
+    model = LlamaForCausalLM(LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                         intermediate_size=64, vocab_size=len(tokenizer)))
+    CALRecModel(model, LossConfig(projection_heads=True, projection_dim=8, tau=0.1, user_pooling="last")).save(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
 def make_bundle(path: Path, model: str, fallback: str = "") -> Path:
     settings = BundleSettings(recommender=RecommenderSettings(n_gen=2, n_preds=2, k=5, rerank_m=8),
                               generation={"backend": "hf", "max_new_tokens": 6, "dtype": "float32"})
@@ -162,11 +178,16 @@ def test_a_rejected_batch_names_item_and_field_and_applies_nothing(tmp_path, tin
     assert sorted(p.name for p in (tmp_path / "b" / LIVE_DIR).iterdir()) == ["000001.jsonl", STATE]
 
 
-def test_withdrawn_items_are_never_returned_by_any_mode_or_path(tmp_path, tiny_model, llmesr_scorer):  # noqa: F811
-    bundle = Bundle.load(make_bundle(tmp_path / "b", tiny_model, fallback=llmesr_scorer))
+def test_withdrawn_items_are_never_returned_by_any_mode_or_path(tmp_path, heads_model, llmesr_scorer):
+    bundle = Bundle.load(make_bundle(tmp_path / "b", heads_model, fallback=llmesr_scorer))
     ids = [it.item_id for it in bundle.catalog]
     history = [ids[3], ids[17], ids[5]]
-    runs = [(m, "none") for m in MODES if m != "embedding"] + [("constrained_beam", "zsum"), ("rerank", "rrf")]
+    runs = [(m, "none") for m in MODES] + [("constrained_beam", "zsum"), ("rerank", "rrf"), ("embedding", "zsum")]
+    # an added item is encoded by the model's heads like the catalog: a twin of item 9 has its vector
+    _ = bundle.embedding
+    bundle.change_catalog("add", [dict(bundle.catalog[9].to_dict(), item_id="twin-9")])
+    vectors = bundle.embedding.item_vectors
+    np.testing.assert_allclose(vectors[-1], vectors[9], atol=1e-5)
 
     def answers(rec) -> dict:
         out = {(m, f): rec.recommend(history, k=10, mode=m, fusion=f) for m, f in runs}
