@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrec.errors import ConfigError
+from genrec.hardware import inference_dtype
 from genrec.esr.family import FallbackModel
 from genrec.esr.llmesr import prepare_llm_embeddings
 from genrec.esr.losses import RankingLoss
@@ -84,13 +85,17 @@ class HLLMConfig:
     lm_lr: float = 1e-4  # learning rate of the pretrained blocks (user model and item tower; HLLM's); the rest: train.lr
     user_heads: int = 2  # sasrec: attention heads
     score: str = "cosine"  # cosine (x a learned scale, HLLM's) | dot
+    # the transformer blocks (tower and user model) under bfloat16 autocast: auto = where the CPU has
+    # native bf16 kernels (AMX / AVX512-BF16) or on CUDA (genrec.hardware), float32 elsewhere
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("item_tower", self.item_tower, ITEM_TOWERS),
                                      ("user_model", self.user_model, USER_MODELS),
                                      ("user_layers_from", self.user_layers_from, ("top", "bottom")),
                                      ("user_init", self.user_init, ("pretrained", "random")),
-                                     ("score", self.score, ("cosine", "dot"))):
+                                     ("score", self.score, ("cosine", "dot")),
+                                     ("precision", self.precision, ("auto", "bfloat16", "float32"))):
             if value not in allowed:
                 raise ConfigError(f"hllm.{name} must be one of {', '.join(allowed)}, got {value!r}")
         for name in ("hidden", "user_layers", "item_layers", "item_max_tokens", "refresh_every"):
@@ -288,6 +293,13 @@ class HLLM(FallbackModel):
             self.user = SequenceEncoder(d, cfg.user_layers, cfg.user_heads, cfg.dropout, 0, "gelu", "sasrec")
         if cfg.score == "cosine":
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self._bf16 = inference_dtype(cfg.precision) == "bfloat16"
+
+    def _blocks(self, stack: nn.Module, *args) -> torch.Tensor:
+        """Run transformer blocks, under bf16 autocast where ``precision`` says so (float32 out)."""
+        device = args[0].device.type
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=self._bf16):
+            return stack(*args).float()
 
     # -- items ------------------------------------------------------------------------------------
     def _tower(self, rows: torch.Tensor) -> torch.Tensor:
@@ -300,7 +312,7 @@ class HLLM(FallbackModel):
         if self.tower.kind == "llama":  # a causal LM's blocks read only earlier tokens
             allowed = allowed & torch.ones(t, t, dtype=torch.bool).tril()
         allowed = allowed | torch.eye(t, dtype=torch.bool)
-        h = self.tower(x, allowed)
+        h = self._blocks(self.tower, x, allowed)
         w = m.unsqueeze(-1).to(h.dtype)
         return self.item_proj((h * w).sum(1) / w.sum(1).clamp(min=1))
 
@@ -351,7 +363,7 @@ class HLLM(FallbackModel):
         positions = torch.cumsum(real.long(), 1) * real  # 1..len over the history, 0 on padding
         x = self.in_dropout(F.embedding(seqs, tables["item"])) * keep
         if self.cfg.user_model == "llm":
-            h = self.user_out(self.user(self.user_in(x), allowed, (positions - 1).clamp(min=0)))
+            h = self.user_out(self._blocks(self.user, self.user_in(x), allowed, (positions - 1).clamp(min=0)))
         else:
             h = self.user(x * math.sqrt(self.cfg.hidden) + self.pos(positions.clamp(max=self.cfg.max_len)), allowed, keep)
         h = h * keep
