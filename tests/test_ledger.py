@@ -6,6 +6,7 @@ import datetime
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genrec.ledger import backfill_expected, entry_from_reports, format_entries, read_ledger, update_ledger
@@ -146,6 +147,20 @@ def test_runner_trains_each_seed_once_and_writes_the_ledger(tmp_path):
     results = [json.loads((r / "results.json").read_text()) for r in runs]
     assert [r["seed"] for r in results] == [0, 1]
     assert e["ndcg@10"] == pytest.approx(round(sum(r["test"]["overall"]["opt"]["ndcg@10"] for r in results) / 2, 6))
+    # the unmasked reading: the same scorers with the history left in the ranking
+    from genrec.data.demo import demo_dataset
+    from genrec.data.preprocess import leave_one_out
+    from genrec.esr.scorer import FallbackScorer
+    from genrec.esr.trainer import evaluate
+
+    ds = demo_dataset("electronics")
+    test = leave_one_out(ds).test
+    unmasked = []
+    for r in runs:
+        opt, _ = evaluate(FallbackScorer.load(r / "scorer", ds.catalog), test, mask_history=False)
+        unmasked.append(np.mean(np.where(opt <= 10, 1 / np.log2(opt + 1), 0.0)))
+    assert e["ndcg@10_unmasked"] == pytest.approx(float(np.mean(unmasked)), abs=1e-6)
+    assert e["ndcg@10_unmasked"] != e["ndcg@10"] and e["seconds_per_epoch"] > 0
     stamp = [(r / "results.json").stat().st_mtime_ns for r in runs]
     assert run_experiments(cfg)["sasrec"] == e  # finished runs are reused, not trained again
     assert [(r / "results.json").stat().st_mtime_ns for r in runs] == stamp

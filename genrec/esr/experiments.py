@@ -17,9 +17,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from genrec.config import load_config, to_dict
 from genrec.errors import ConfigError
-from genrec.esr.pipeline import FallbackSettings, train_and_test
+from genrec.esr.pipeline import FallbackSettings, test_report, train_and_test
 from genrec.ledger import entry_from_reports, format_entries, update_ledger
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class ExperimentsConfig:
     ledger: str = "docs/results/summary.json"
     write_ledger: bool = True
     config_path: str = ""  # the experiments file itself (set by the script; goes into each command)
+    unmasked: bool = True  # also rank the test split with history items left in (``<metric>_unmasked`` keys)
 
 
 def settings_for(exp: Experiment, seed: int, runs_dir: Path) -> FallbackSettings:
@@ -110,6 +113,11 @@ def _describe(settings: FallbackSettings) -> dict:
     return out
 
 
+def _expected(report: dict, metric: str) -> float:
+    """A test report's overall expected value of ``metric`` (random tie-breaking)."""
+    return float(report["overall"]["exp"][metric])
+
+
 def run_experiments(cfg: ExperimentsConfig) -> dict[str, dict]:
     """Run the selected experiments (every seed); returns {name: ledger entry}."""
     names = [e.name for e in cfg.experiments]
@@ -140,6 +148,13 @@ def run_experiments(cfg: ExperimentsConfig) -> dict[str, dict]:
                                    runs=[str(Path(r["scorer_dir"]).parent) for r in results])
         if exp.note:
             entry["note"] = exp.note
+        epoch_s = [r["training"]["seconds_per_epoch"] for r in results if r["training"].get("seconds_per_epoch")]
+        if epoch_s:
+            entry["seconds_per_epoch"] = round(sum(epoch_s) / len(epoch_s), 1)
+        if cfg.unmasked:  # the same scorers with history items left in the ranking (published rows' way)
+            unmasked = [test_report(settings_for(exp, seed, runs_dir), mask_history=False) for seed in exp.seeds]
+            for k in ("ndcg@10", "recall@10"):
+                entry[f"{k}_unmasked"] = round(float(np.mean([_expected(r, k) for r in unmasked])), 6)
         enc = results[0]["training"].get("item_encoding")
         if enc:
             entry["item_encoding"] = enc

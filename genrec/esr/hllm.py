@@ -53,11 +53,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrec.errors import ConfigError
-from genrec.hardware import inference_dtype
 from genrec.esr.family import FallbackModel
 from genrec.esr.llmesr import prepare_llm_embeddings
 from genrec.esr.losses import RankingLoss
 from genrec.esr.sequence_encoder import SequenceEncoder, attention_mask
+from genrec.hardware import inference_dtype
 
 ITEM_TOWERS = ("frozen", "tuned")
 USER_MODELS = ("llm", "sasrec")

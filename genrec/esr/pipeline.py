@@ -141,3 +141,17 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
               "ranking": "full catalog", "test": report, "training": summary, "settings": to_dict(cfg),
               "scorer_dir": str(out / "scorer")}
     return result
+
+
+def test_report(cfg: FallbackSettings, mask_history: bool) -> dict:
+    """The saved scorer of a finished run ranked over the test split again, with the history masked
+    or not: published rows from RecBole-style evaluators leave history items in the ranking, so the
+    ledger carries the unmasked reading beside ours to compare like with like (SPEC.md §12)."""
+    ds = cfg.dataset.load()
+    split = leave_one_out(ds)
+    out = Path(cfg.output_dir) / "scorer"
+    scorer = (PopularityScorer.load(out) if cfg.model == "popularity" else FallbackScorer.load(out, ds.catalog))
+    opt, pes = evaluate(scorer, split.test, mask_history=mask_history)
+    return evaluate_ranking(opt, pes, [e.user for e in split.test], [e.target for e in split.test],
+                            head_users(split.train), head_items(split.train, len(ds.catalog)))
+
