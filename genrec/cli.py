@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, helptext in [
         ("demo", _demo, "the main job end to end on the embedded demo data"),
-        ("bundle", _bundle, "write a deployment bundle"),
+        ("bundle", _bundle, "write a deployment bundle (change a written one's catalog with "
+                            "`genrec bundle add-items|update-items|withdraw|restore BUNDLE ...`)"),
         ("evaluate", _evaluate, "evaluate recommender paths on a split"),
     ]:
         p = sub.add_parser(name, help=helptext, description=helptext)

@@ -323,11 +323,13 @@ class LiveFallbackScorer:
         else:
             scores, ids = self.base.index.index.search(q, want)
         side = users @ self.side_rows.T if self.side_idx.size else np.zeros((len(histories), 0), dtype=np.float32)
+        side[:, self.side_blocked] = -np.inf
         out = []
         for r, h in enumerate(histories):
             seen = set(int(i) for i in h) if exclude_history else set()
             cand = [(float(s), int(i)) for s, i in zip(scores[r], ids[r]) if i >= 0]
-            cand += [(float(s), int(i)) for s, i, blk in zip(side[r], self.side_idx, self.side_blocked) if not blk]
+            top = np.argpartition(-side[r], want - 1)[:want] if side.shape[1] > want else np.arange(side.shape[1])
+            cand += [(float(side[r, j]), int(self.side_idx[j])) for j in top if np.isfinite(side[r, j])]
             cand.sort(key=lambda x: (-x[0], x[1]))
             out.append([(i, s) for s, i in cand if i not in seen][:k])
         return out
