@@ -74,10 +74,11 @@ class TitleWriter:
     """Stands in for the LLM: every sample is ``Title: <the history's last item's title>``, the
     text a catalog item with that title is indexed by."""
 
-    def __init__(self) -> None:
-        self.titles: dict[str, str] = {}
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
 
     def generate(self, prompts, n=None, seed=None):
+        time.sleep(self.seconds)
         out = []
         for p in prompts:
             line = [x for x in p.splitlines() if "Title:" in x][-1]
@@ -317,6 +318,33 @@ def test_server_adds_withdraws_and_keeps_changes_across_a_restart(tmp_path, tiny
             assert "twin-5" not in [it["item_id"] for it in r["items"]]
             # a server started without a token refuses every write
             assert c.post(url + "/items/twin-5/restore", headers=auth).status_code == 403
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_a_request_in_flight_finishes_on_the_catalog_it_started_with(tmp_path, tiny_model):  # noqa: F811
+    bundle = Bundle.load(make_bundle(tmp_path / "b", tiny_model))
+    ids = [it.item_id for it in bundle.catalog]
+    body = {"history": [ids[3], ids[5]], "k": 5}
+    gen = TitleWriter()
+    url, server, thread = thread_server(bundle, gen, TOKEN)
+    try:
+        top = httpx.post(url + "/recommend", json=body, timeout=60).json()["items"][0]["item_id"]
+        gen.seconds = 3.0  # the next request generates for 3 s
+        started: dict = {}
+        t = threading.Thread(target=lambda: started.setdefault("r", httpx.post(url + "/recommend", json=body,
+                                                                                timeout=60)))
+        t.start()
+        time.sleep(1.0)  # it is generating now
+        t0 = time.perf_counter()
+        r = httpx.delete(url + f"/items/{top}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+        assert r.status_code == 200 and time.perf_counter() - t0 < 2.0  # a change does not wait for requests
+        t.join(60)
+        assert started["r"].json()["items"][0]["item_id"] == top  # the catalog it started with
+        gen.seconds = 0.0
+        after = httpx.post(url + "/recommend", json=body, timeout=60).json()
+        assert top not in [it["item_id"] for it in after["items"]]
     finally:
         server.should_exit = True
         thread.join(30)
