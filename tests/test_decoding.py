@@ -138,7 +138,9 @@ def test_beam_search_returns_only_catalog_items_without_duplicates(generator, tr
     assert all(0 <= i < len(TITLES) for i in items)
     assert [d.score for d in got] == sorted((d.score for d in got), reverse=True)
     greedy = beam_search(HFStepper(generator.model), trie, generator.prompt_ids(PROMPT), 1, 12)
-    assert got[0].score >= greedy[0].score - 1e-9  # a wider beam never finds a worse best item
+    # a wider beam never finds a worse best item; the two sums are float32 log-probs of batches of
+    # other shapes, which differ in the last digits on CPUs with other kernels (AVX-512: ~1e-6)
+    assert got[0].score >= greedy[0].score - 1e-4
 
 
 def test_beam_search_respects_the_token_budget(generator, trie):
