@@ -242,6 +242,17 @@ def lower_token_states(base, tokenizer, texts: Sequence[str], keep_top: int, max
     return states, mask
 
 
+@torch.no_grad()
+def hidden_rms(base, tokenizer, texts: Sequence[str], depth: int, max_tokens: int = 32) -> torch.Tensor:
+    """Per-dimension RMS [d] of ``base``'s hidden states at ``depth`` (0 = the token embeddings) over
+    the real tokens of ``texts``: the scale, outlier dimensions included, that blocks taken from that
+    depth were trained to read (ours; see :class:`HLLM`'s user input)."""
+    enc = tokenizer(list(texts), truncation=True, max_length=max_tokens, padding=True, return_tensors="pt")
+    states = base(**enc, output_hidden_states=True).hidden_states[depth]
+    real = enc["attention_mask"].bool()
+    return states[real].float().pow(2).mean(0).sqrt()
+
+
 # -- the model -------------------------------------------------------------------------------------
 class HLLM(FallbackModel):
     """Item tower + user model, scored by cosine x a learned scale (or dot) over the whole catalog."""
@@ -250,7 +261,7 @@ class HLLM(FallbackModel):
 
     def __init__(self, cfg: HLLMConfig, num_items: int, text_vectors: np.ndarray | None = None,
                  tower: BlockStack | None = None, token_states: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 user_blocks: BlockStack | None = None) -> None:
+                 user_blocks: BlockStack | None = None, user_scale: torch.Tensor | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.num_items = num_items
@@ -284,7 +295,15 @@ class HLLM(FallbackModel):
                 raise ValueError("the LLM user model needs its blocks")
             self.user = user_blocks
             width = user_blocks.config.hidden_size
-            self.user_in = nn.Linear(d, width)
+            # Item vectors enter the blocks at the scale of the LM's own hidden states at that depth:
+            # pretrained blocks add outputs of norm ~40 with a few massive dimensions, which drown
+            # unit-scale inputs (every user state then points the same way); an RMS norm whose gain
+            # starts at the per-dimension RMS of real hidden states there (``user_scale``; ones for
+            # random blocks) gives them inputs shaped like what they were trained on (ours).
+            self.user_in = nn.Sequential(nn.Linear(d, width), nn.RMSNorm(width, eps=1e-6))
+            if user_scale is not None:
+                with torch.no_grad():
+                    self.user_in[1].weight.copy_(user_scale)
             self.user_out = nn.Linear(width, d)
             if cfg.user_lora_r:
                 _add_lora(self.user, cfg.user_lora_r)
@@ -424,9 +443,10 @@ def _add_lora(stack: BlockStack, rank: int) -> None:
 
 def build_hllm(cfg: HLLMConfig, num_items: int, text_vectors: np.ndarray | None, item_texts: Sequence[str] | None,
                encoder_spec: str) -> HLLM:
-    """An HLLM for training: loads the user LM's blocks (pretrained or not) and, for the tuned item
-    tower, the text encoder's top blocks and the token states of its lower ones for every item."""
-    tower = tokens = user = None
+    """An HLLM for training: loads the user LM's blocks (pretrained or not; the scale of its hidden
+    states measured on the first 256 item texts) and, for the tuned item tower, the text encoder's
+    top blocks and the token states of its lower ones for every item."""
+    tower = tokens = user = scale = None
     if cfg.item_tower == "tuned":
         if item_texts is None:
             raise ValueError("the tuned item tower needs the items' texts")
@@ -435,13 +455,15 @@ def build_hllm(cfg: HLLMConfig, num_items: int, text_vectors: np.ndarray | None,
         tower = lm_blocks(base, "top", cfg.item_layers)
         del base
     if cfg.user_model == "llm":
-        base, _ = load_base(cfg.user_llm)
+        base, tokenizer = load_base(cfg.user_llm)
         if cfg.user_init == "pretrained":
             user = lm_blocks(base, cfg.user_layers_from, cfg.user_layers)
+            depth = base.config.num_hidden_layers - cfg.user_layers if cfg.user_layers_from == "top" else 0
+            scale = hidden_rms(base, tokenizer, (item_texts or [])[:256] or ["an item"], depth)
         else:
             user = empty_blocks(base.config.to_dict(), cfg.user_layers)
         del base
-    return HLLM(cfg, num_items, text_vectors, tower, tokens, user)
+    return HLLM(cfg, num_items, text_vectors, tower, tokens, user, scale)
 
 
 def load_hllm(config: dict, num_items: int, shapes: dict) -> HLLM:

@@ -17,6 +17,7 @@ import numpy as np
 from genrec.errors import ConfigError
 from genrec.esr.alpharec import AlphaRec, graph_edges, load_alpharec
 from genrec.esr.darec import DaRec, DaRecModelConfig, load_darec
+from genrec.esr.embeddings import item_texts
 from genrec.esr.family import FallbackModel
 from genrec.esr.hllm import build_hllm, load_hllm
 from genrec.esr.llmesr import DualViewModel, ESRConfig
@@ -49,12 +50,9 @@ def _load_dual_view(config: dict, num_items: int, shapes: dict) -> DualViewModel
     return model
 
 
-def _texts(settings, catalog) -> list[str] | None:
-    """The item prompts the tuned item tower reads (LLM-ESR's item template), when it is on."""
-    if settings.hllm.item_tower != "tuned":
-        return None
-    from genrec.esr.embeddings import item_texts
-
+def _texts(settings, catalog) -> list[str]:
+    """The item prompts HLLM's tuned item tower reads (LLM-ESR's item template); the LLM user model
+    measures the scale of its hidden states on them."""
     return item_texts(catalog)
 
 
