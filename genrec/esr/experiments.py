@@ -21,7 +21,8 @@ import numpy as np
 
 from genrec.config import load_config, to_dict
 from genrec.errors import ConfigError
-from genrec.esr.pipeline import FallbackSettings, test_report, train_and_test
+from genrec.esr.cold_protocol import cold_ledger_keys
+from genrec.esr.pipeline import UNTRAINED, FallbackSettings, test_report, train_and_test
 from genrec.ledger import entry_from_reports, format_entries, update_ledger
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class Experiment:
     overrides: list[str] = field(default_factory=list)  # key=value on top of the config
     seeds: list[int] = field(default_factory=lambda: [42])
     note: str = ""  # one line for the results page: what the row changes
+    seed_keys: list[str] = field(default_factory=lambda: ["train.seed"])  # settings each seed sets (cold.seed too)
 
 
 @dataclass
@@ -50,18 +52,21 @@ class ExperimentsConfig:
 
 def settings_for(exp: Experiment, seed: int, runs_dir: Path) -> FallbackSettings:
     out = runs_dir / exp.name / f"seed{seed}"
-    return load_config(FallbackSettings, exp.config, [*exp.overrides, f"train.seed={seed}", f"output_dir={out}"])
+    seeded = [f"{key}={seed}" for key in exp.seed_keys]
+    return load_config(FallbackSettings, exp.config, [*exp.overrides, *seeded, f"output_dir={out}"])
 
 
 # Settings sections added after some runs were made, each read only by its own model: a saved run
 # without one was made with settings that did not have it, not with other values of it.
-LATER_SECTIONS = ("alpharec", "darec", "pad", "hllm")
+LATER_SECTIONS = ("alpharec", "darec", "pad", "hllm", "textknn")
 
 
 def _same_settings(saved: dict, want: dict, ignore: tuple[str, ...] = ()) -> bool:
     """``saved`` (a finished run's settings) equals ``want``, except the keys in ``ignore`` and
     the later model sections that ``saved`` predates and its model does not read."""
     skip = set(ignore) | {k for k in LATER_SECTIONS if k not in saved and saved.get("model") != k}
+    if "cold" not in saved and not want.get("cold", {}).get("fraction"):
+        skip.add("cold")  # a run from before the cold-item protocol: every item warm, as the protocol off
     return {k: v for k, v in saved.items() if k not in skip} == {k: v for k, v in want.items() if k not in skip}
 
 
@@ -104,7 +109,7 @@ def run_one(settings: FallbackSettings, runs_dir: Path | None = None) -> dict:
 def _describe(settings: FallbackSettings) -> dict:
     """What the ledger says about how a row was made, beyond its config file."""
     out = {"model": settings.model}
-    if settings.model != "popularity":
+    if settings.model not in UNTRAINED:
         out["loss"] = settings.train.loss.kind
     if settings.model not in ("sasrec", "popularity"):  # the models that read the item vectors
         e = settings.encoder
@@ -146,6 +151,7 @@ def run_experiments(cfg: ExperimentsConfig) -> dict[str, dict]:
                                    train_s_mean=round(sum(train_s) / len(train_s), 1),
                                    **({"valid_ndcg@10": round(sum(valid) / len(valid), 6)} if valid else {}),
                                    runs=[str(Path(r["scorer_dir"]).parent) for r in results])
+        entry.update(cold_ledger_keys(results))
         if exp.note:
             entry["note"] = exp.note
         epoch_s = [r["training"]["seconds_per_epoch"] for r in results if r["training"].get("seconds_per_epoch")]

@@ -14,14 +14,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from genrec.cache import cache_dir
 from genrec.config import to_dict
+from genrec.data.cold_split import ColdConfig, cold_split, cold_targets
 from genrec.data.groups import head_items, head_users
-from genrec.data.preprocess import leave_one_out
 from genrec.data.source import DatasetSource
 from genrec.errors import ConfigError
 from genrec.esr.alpharec import AlphaRecConfig
 from genrec.esr.cold_items import ItemTextEncoder
+from genrec.esr.cold_protocol import WarmOnlyRanking, fill_cold_rows
 from genrec.esr.darec import DaRecConfig
 from genrec.esr.embeddings import (
     EncoderConfig,
@@ -37,6 +40,7 @@ from genrec.esr.llmesr import ESRConfig
 from genrec.esr.pad import PADConfig
 from genrec.esr.registry import entry
 from genrec.esr.scorer import FallbackScorer, PopularityScorer
+from genrec.esr.text_knn import TextKNNConfig, TextKNNScorer
 from genrec.esr.trainer import TrainConfig, Trainer, evaluate, seed_all
 from genrec.metrics import evaluate_ranking
 from genrec.run_record import run_record
@@ -53,12 +57,41 @@ class FallbackSettings:
     darec: DaRecConfig = field(default_factory=DaRecConfig)  # DaRec's alignment terms (model=darec)
     pad: PADConfig = field(default_factory=PADConfig)  # PAD's MMD and gate (model=pad)
     hllm: HLLMConfig = field(default_factory=HLLMConfig)  # item tower and LLM user model (model=hllm)
+    textknn: TextKNNConfig = field(default_factory=TextKNNConfig)  # the text-kNN baseline's query (model=textknn)
     train: TrainConfig = field(default_factory=TrainConfig)  # optimisation, ranking loss, early stopping
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # item (and user) text encoder
     user_embeddings: str = "prompt"  # prompt (LLM-ESR user prompt) | item_mean (mean of training-item vectors)
     cache: str = ""  # embedding cache folder; default <genrec cache>/esr/<dataset>-<catalog fingerprint>
     output_dir: str = "runs/esr"
     mask_history: bool = True  # history items excluded from the ranking (stated in every report)
+    cold: ColdConfig = field(default_factory=ColdConfig)  # cold-item protocol (genrec.data.cold_split); off at 0
+
+
+UNTRAINED = ("popularity", "textknn")  # no model of the registry: nothing to train
+
+
+def load_scorer(cfg: FallbackSettings, directory: Path, catalog) -> FallbackScorer | PopularityScorer | TextKNNScorer:
+    """The scorer a finished run saved in ``directory``."""
+    if cfg.model == "popularity":
+        return PopularityScorer.load(directory)
+    if cfg.model == "textknn":
+        return TextKNNScorer.load(directory)
+    return FallbackScorer.load(directory, catalog)
+
+
+def cold_reports(opt, pes, examples, cold, train: dict[str, list[int]], n_items: int) -> dict:
+    """``{"cold": report, "warm": report}`` of the test events by their target (cold-item protocol):
+    each the ``overall`` group of :func:`~genrec.metrics.evaluate_ranking` on those events (n,
+    expected / optimistic / pessimistic means and 95% half-widths)."""
+    flags = cold_targets(examples, cold)
+    users = [e.user for e in examples]
+    targets = [e.target for e in examples]
+    out = {}
+    for name, mask in (("cold", flags), ("warm", ~flags)):
+        idx = np.flatnonzero(mask)
+        out[name] = evaluate_ranking(opt[idx], pes[idx], [users[i] for i in idx], [targets[i] for i in idx],
+                                     head_users(train), head_items(train, n_items))["overall"]
+    return out
 
 
 def train_and_test(cfg: FallbackSettings) -> dict:
@@ -66,7 +99,7 @@ def train_and_test(cfg: FallbackSettings) -> dict:
 
     ``<output_dir>/run.json`` records the settings, code version, data fingerprint and times.
     """
-    if cfg.model != "popularity":
+    if cfg.model not in UNTRAINED:
         entry(cfg.model)  # a ConfigError naming the known models
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,8 +113,11 @@ def train_and_test(cfg: FallbackSettings) -> dict:
 
 def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
     ds = cfg.dataset.load()
-    split = leave_one_out(ds)
+    split, cold = cold_split(ds, cfg.cold)
     log.info("%s; %d validation and %d test users", ds.stats_line(), len(split.valid), len(split.test))
+    if len(cold):
+        log.info("cold-item protocol: %d cold items (fraction %s, seed %d) out of training and validation",
+                 len(cold), cfg.cold.fraction, cfg.cold.seed)
     n_items = len(ds.catalog)
     summary: dict = {}
     t0 = time.perf_counter()
@@ -89,6 +125,13 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
     if cfg.model == "popularity":
         scorer = PopularityScorer.from_training(split.train, n_items)
         scorer.save(out / "scorer")
+    elif cfg.model == "textknn":
+        encoder = make_encoder(cfg.encoder)
+        cache = Path(cfg.cache) if cfg.cache else cache_dir() / "esr" / f"{ds.name}-{ds.catalog.fingerprint()}"
+        vecs = postprocess(item_embeddings(ds.catalog, encoder, cache), cfg.encoder.postprocess, cfg.encoder.dims)
+        scorer = TextKNNScorer(vecs, cfg.textknn.query)
+        scorer.save(out / "scorer")
+        sequential = cfg.textknn.query != "mean"
     else:
         spec = entry(cfg.model)
         distill = cfg.model == "llmesr" and cfg.esr.distill
@@ -119,8 +162,13 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
         model = spec.build(cfg, n_items, item_vecs, split.train, ds.catalog)
         sequential = model.sequential
         log.info("%s: %d trainable parameters", cfg.model, sum(p.numel() for p in model.parameters() if p.requires_grad))
-        fit = Trainer(model, split.train, split.valid, cfg.train, out / "checkpoints", similar).fit()
+        trainer = Trainer(model, split.train, split.valid, cfg.train, out / "checkpoints", similar)
+        if len(cold):  # the loss never sees a cold item, not even as a negative (genrec.esr.cold_protocol)
+            trainer.ranking = WarmOnlyRanking(trainer.ranking, n_items, cold)
+        fit = trainer.fit()
         summary.update({k: v for k, v in fit.items() if k != "history"})
+        if len(cold):  # no untrained random ID row ever scores: cold rows get the shared unseen row
+            summary["cold_rows_filled"] = fill_cold_rows(model, cold)
         scorer = FallbackScorer(model, meta={"model": cfg.model, "loss": cfg.train.loss.kind, "dataset": ds.name,
                                              "sequential": model.sequential,
                                              "catalog_fingerprint": ds.catalog.fingerprint()})
@@ -135,11 +183,16 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
     report = evaluate_ranking(opt, pes, [e.user for e in split.test], [e.target for e in split.test],
                               head_users(split.train), head_items(split.train, n_items))
     summary["test_eval_s"] = round(time.perf_counter() - t_eval, 1)
-    result = {"model": cfg.model, "loss": cfg.train.loss.kind if cfg.model != "popularity" else None,
+    result = {"model": cfg.model, "loss": cfg.train.loss.kind if cfg.model not in UNTRAINED else None,
               "sequential": sequential,
               "seed": cfg.train.seed, "dataset": ds.name, "mask_history": cfg.mask_history, "split": "leave_one_out",
               "ranking": "full catalog", "test": report, "training": summary, "settings": to_dict(cfg),
               "scorer_dir": str(out / "scorer")}
+    if len(cold):
+        result["split"] = "leave_one_out, cold items"
+        result["cold"] = {"fraction": cfg.cold.fraction, "seed": cfg.cold.seed, "items": int(len(cold)),
+                          "valid_examples": len(split.valid), "train_users": len(split.train)}
+        result["test_groups"] = cold_reports(opt, pes, split.test, cold, split.train, n_items)
     return result
 
 
@@ -148,9 +201,8 @@ def test_report(cfg: FallbackSettings, mask_history: bool) -> dict:
     or not: published rows from RecBole-style evaluators leave history items in the ranking, so the
     ledger carries the unmasked reading beside ours to compare like with like (SPEC.md §12)."""
     ds = cfg.dataset.load()
-    split = leave_one_out(ds)
-    out = Path(cfg.output_dir) / "scorer"
-    scorer = (PopularityScorer.load(out) if cfg.model == "popularity" else FallbackScorer.load(out, ds.catalog))
+    split, _ = cold_split(ds, cfg.cold)
+    scorer = load_scorer(cfg, Path(cfg.output_dir) / "scorer", ds.catalog)
     opt, pes = evaluate(scorer, split.test, mask_history=mask_history)
     return evaluate_ranking(opt, pes, [e.user for e in split.test], [e.target for e in split.test],
                             head_users(split.train), head_items(split.train, len(ds.catalog)))

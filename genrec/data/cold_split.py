@@ -1,0 +1,83 @@
+"""The cold-item protocol (issue #31): a seeded share of the catalog that training never sees.
+
+A model that ranks only items it was trained on cannot be told apart from one that can rank a
+new item by its text, unless some test targets are items absent from training. The protocol:
+
+* **cold set**: ``round(fraction * N)`` catalog items drawn without replacement by
+  ``numpy.random.default_rng(seed)`` (items with no interaction included: the share is of the
+  catalog, not of the interactions).
+* **training**: every occurrence of a cold item is removed from each user's training sequence,
+  and a purchase that then repeats the one before it is dropped (as the normal split does); a
+  user left with nothing is removed from training (one left with a single item keeps it: it
+  counts for popularity, and the trainer skips it as always).
+* **validation**: an example whose target is cold is dropped; every other example's history
+  is the user's cold-free training sequence (cold items removed from it too), and an example
+  whose history becomes empty is dropped.
+* **test**: exactly the normal leave-one-out test split — each user's last item, the whole
+  history before it, cold items included (by then they have appeared).
+
+Nothing else changes: text statistics over the catalog (centring, PCA of item vectors) may still
+read cold items' text, which exists before any interaction with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from genrec.data.dataset import Example, SequenceDataset, Split
+from genrec.data.preprocess import dedup_consecutive, leave_one_out
+from genrec.errors import ConfigError
+
+
+@dataclass
+class ColdConfig:
+    fraction: float = 0.0  # share of the catalog held out of training (0 = the normal split)
+    seed: int = 0  # which items are cold
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.fraction) < 1.0:
+            raise ConfigError(f"cold.fraction must be in [0, 1), got {self.fraction}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.fraction > 0
+
+
+def cold_items(num_items: int, cfg: ColdConfig) -> np.ndarray:
+    """The sorted catalog indices of the cold set (empty when the protocol is off)."""
+    count = int(round(cfg.fraction * num_items))
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(cfg.seed)
+    return np.sort(rng.choice(num_items, size=count, replace=False)).astype(np.int64)
+
+
+def remove_cold(split: Split, cold: np.ndarray) -> Split:
+    """``split`` with the cold items out of training and validation (module docstring); the test
+    split is the same list of examples."""
+    cold_set = set(int(i) for i in cold)
+    train: dict[str, list[int]] = {}
+    for user, seq in split.train.items():
+        kept = dedup_consecutive([i for i in seq if i not in cold_set])
+        if kept:
+            train[user] = kept
+    valid = [Example(ex.user, tuple(train[ex.user]), ex.target) for ex in split.valid
+             if ex.target not in cold_set and ex.user in train]
+    return Split(dataset=split.dataset, train=train, valid=valid, test=split.test)
+
+
+def cold_split(ds: SequenceDataset, cfg: ColdConfig) -> tuple[Split, np.ndarray]:
+    """(leave-one-out split under the protocol, cold item indices); the normal split when off."""
+    split = leave_one_out(ds)
+    cold = cold_items(len(ds.catalog), cfg)
+    return (remove_cold(split, cold) if len(cold) else split), cold
+
+
+def cold_targets(examples: list[Example], cold: np.ndarray) -> np.ndarray:
+    """One flag per example: is its target a cold item?"""
+    flags = np.zeros(max(int(cold.max()) + 1 if len(cold) else 0, 1), dtype=bool)
+    flags[cold] = True
+    targets = np.asarray([e.target for e in examples], dtype=np.int64)
+    return np.where(targets < len(flags), flags[np.minimum(targets, len(flags) - 1)], False)
