@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 SCIENTIFIC = REPO.parent / "shared" / "data" / "amazon18_industrial_scientific_lcrec"
 TOKEN = "bench-admin-token"
+PROBE_EVERY_S = 0.25  # visibility probes while a change is applied (each is a recommend request)
 AFTER_S = 2.0  # the "during" window runs this long past visibility: the first requests on the new catalog
 
 
@@ -224,11 +225,16 @@ def timed_change(url: str, batch: list[dict], probe_history: list[str], probe_id
     poster.start()
     with httpx.Client(timeout=60) as c:
         while time.perf_counter() - t0 < 300:
+            answered = "answer_s" in out
             r = c.post(url + "/recommend", json={"history": probe_history, "k": 10})
             if r.status_code == 200 and probe_id in [it["item_id"] for it in r.json()["items"]]:
                 out["visible_s"] = time.perf_counter() - t0  # when the probe's answer arrived
                 break
-            time.sleep(0.02)
+            # a few probes a second (they are load too), and one as soon as the change is answered
+            for _ in range(int(PROBE_EVERY_S * 100)):
+                if "answer_s" in out and not answered:
+                    break
+                time.sleep(0.01)
     poster.join(300)
     out["t0"] = t0
     out["t_visible"] = t0 + out.get("visible_s", float("nan"))

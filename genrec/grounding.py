@@ -155,7 +155,7 @@ class BM25Index:
             cols.extend(j for j in map(vocab.get, tokenize(q, self.stopwords)) if j is not None)
             indptr.append(len(cols))
         m = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), np.asarray(cols, dtype=np.int32),
-                           np.asarray(indptr, dtype=np.int64)), shape=(len(queries), self.weights.shape[0]))
+                           np.asarray(indptr, dtype=np.int64)), shape=(len(queries), len(vocab)))
         m.sum_duplicates()
         return m
 
@@ -236,14 +236,20 @@ def _qrr_numba_kernel():
         return None
 
     @njit(cache=True, nogil=True)
-    def kernel(q_indptr, q_indices, q_data, w_indptr, w_indices, w_data, row_user, factors, out):
+    def kernel(q_indptr, q_indices, q_data, w_indptr, w_indices, w_data, s_indptr, s_indices, s_data, hidden,
+               row_user, factors, out):
         n_items = out.shape[1]
+        n_base_terms = len(w_indptr) - 1
+        has_hidden = hidden.shape[0] > 0
         acc = np.zeros(n_items, dtype=np.float32)
         touched = np.empty(n_items, dtype=np.int64)
         for r in range(len(q_indptr) - 1):
             postings = 0
             for p in range(q_indptr[r], q_indptr[r + 1]):
-                postings += w_indptr[q_indices[p] + 1] - w_indptr[q_indices[p]]
+                t = q_indices[p]
+                if t < n_base_terms:
+                    postings += w_indptr[t + 1] - w_indptr[t]
+                postings += s_indptr[t + 1] - s_indptr[t]
             if postings == 0:
                 continue
             o = out[row_user[r]]
@@ -251,8 +257,12 @@ def _qrr_numba_kernel():
                 # a sample that hits many items: dense accumulate, then vectorisable scans
                 for p in range(q_indptr[r], q_indptr[r + 1]):
                     t, count = q_indices[p], q_data[p]
-                    for z in range(w_indptr[t], w_indptr[t + 1]):
-                        acc[w_indices[z]] += count * w_data[z]
+                    if t < n_base_terms:
+                        for z in range(w_indptr[t], w_indptr[t + 1]):
+                            if not (has_hidden and hidden[w_indices[z]]):
+                                acc[w_indices[z]] += count * w_data[z]
+                    for z in range(s_indptr[t], s_indptr[t + 1]):
+                        acc[s_indices[z]] += count * s_data[z]
                 lo, hi = acc[0], acc[0]  # the items it misses hold 0
                 for j in range(1, n_items):
                     lo, hi = min(lo, acc[j]), max(hi, acc[j])
@@ -265,12 +275,21 @@ def _qrr_numba_kernel():
             nt = 0
             for p in range(q_indptr[r], q_indptr[r + 1]):
                 t, count = q_indices[p], q_data[p]
-                for z in range(w_indptr[t], w_indptr[t + 1]):
-                    j = w_indices[z]
-                    if acc[j] == 0.0:  # weights are > 0: the first time item j is hit
+                if t < n_base_terms:
+                    for z in range(w_indptr[t], w_indptr[t + 1]):
+                        j = w_indices[z]
+                        if has_hidden and hidden[j]:
+                            continue
+                        if acc[j] == 0.0:  # weights are > 0: the first time item j is hit
+                            touched[nt] = j
+                            nt += 1
+                        acc[j] += count * w_data[z]
+                for z in range(s_indptr[t], s_indptr[t + 1]):
+                    j = s_indices[z]
+                    if acc[j] == 0.0:
                         touched[nt] = j
                         nt += 1
-                    acc[j] += count * w_data[z]
+                    acc[j] += count * s_data[z]
             hi = np.float32(0.0)  # fewer items hit than exist: the minimum is a 0
             for k in range(nt):
                 hi = max(hi, acc[touched[k]])
@@ -300,6 +319,11 @@ def qrr_batch(samples_per_user: Sequence[Sequence[Sample]], index: BM25Index, n_
     counts × term-item weights) and pools per sample; ``"numba"`` fuses scoring and pooling in
     a compiled pass over the same sparse matrices; ``"auto"`` takes numba when installed.
     Neither ever loops over items in Python.
+
+    An index with a ``side`` weight matrix (genrec.live_catalog's catalog changes: the weights
+    of added and re-texted items, over a vocabulary that may extend the base's) is scored as its
+    base weights plus ``side``, with the base postings of its ``hidden`` items (a mask over all
+    items) skipped: the same scores as one merged matrix, without building it.
     """
     kept = [select_samples(s, n_preds) for s in samples_per_user]
     out = np.zeros((len(kept), index.num_items), dtype=np.float32)
@@ -317,7 +341,13 @@ def qrr_batch(samples_per_user: Sequence[Sequence[Sample]], index: BM25Index, n_
         _qrr_scipy(index.score_matrix(texts), row_user, factors, out)
     else:
         q, w = index.query_matrix(texts), index.weights
-        compiled(q.indptr, q.indices, q.data, w.indptr, w.indices, w.data, row_user, factors, out)
+        side = getattr(index, "side", None)
+        if side is None:
+            side = sp.csr_matrix((q.shape[1], index.num_items), dtype=np.float32)
+        hidden = getattr(index, "hidden", None)
+        hidden = np.zeros(0, dtype=np.bool_) if hidden is None else hidden
+        compiled(q.indptr, q.indices, q.data, w.indptr, w.indices, w.data, side.indptr, side.indices, side.data,
+                 hidden, row_user, factors, out)
     return out
 
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import hmac
 import json
 import logging
@@ -411,6 +412,7 @@ class Service:
             snap = self.bundle.change_catalog(op, payload, self.settings.server.max_catalog_batch)
             # the parts the old snapshot had loaded (index, fallback, tree, vectors) are built by now
             self.recommender = self.make_recommender(snap)
+            gc.freeze()  # the new catalog's objects too (see start)
             return change_summary(snap, op, len(payload))
 
     async def start(self) -> None:
@@ -426,6 +428,10 @@ class Service:
         if self.recommender.settings.mode != MODE_QRR:  # the bundle's mode: its tree and generator now
             await run_in_threadpool(self.recommender.warm)
         await self.warm_up()
+        # A large catalog is millions of long-lived objects: moved out of the cyclic collector's
+        # reach, a full collection (set off by any burst of allocations, e.g. a catalog change)
+        # no longer walks them all while holding the GIL and stalling every request.
+        gc.freeze()
         self.ready = True
 
     async def warm_up(self) -> None:

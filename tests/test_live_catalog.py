@@ -26,7 +26,7 @@ from genrec.cli import main as cli_main
 from genrec.data.source import DatasetSource
 from genrec.decoding.trie import ItemTrie
 from genrec.generation.base import Sample
-from genrec.grounding import BM25Index, qrr_scores
+from genrec.grounding import BM25Index, qrr_batch, qrr_scores
 from genrec.live_catalog import LIVE_DIR, PAUSE_ENV, STATE, CatalogChangeError, overlay_bm25, trie_paths
 from genrec.recommender import MODES, PATH_FALLBACK, PATH_GENERATIVE, RecommenderSettings
 from tests.test_bundle import tiny_model  # noqa: F401  (a fixture)
@@ -103,6 +103,11 @@ def test_overlay_bm25_weights_changed_items_with_the_base_statistics():
     # the re-texted item 1 lost "apple" (idf log(1.5/2.5) < 0 -> 0 anyway) and "green" stays; "pear" new
     assert idx.scores("apple")[1] == 0 and idx.scores("green")[1] == pytest.approx(idf1)
     assert idx.scores("pear")[1] > 0 and idx.num_items == 5
+    # QRR's compiled kernel reads base and side weights together, as the sparse product does
+    samples = [[Sample("red sky purple", -1.0), Sample("green apple pear", -2.0)], [Sample("blue", 0.0)]]
+    fast, ref = qrr_batch(samples, idx, kernel="numba"), qrr_batch(samples, idx, kernel="scipy")
+    np.testing.assert_allclose(fast, ref, rtol=1e-6)
+    assert fast[0, 3] == pytest.approx(math.exp(-0.01)) and not fast[1].any()  # "blue": only the hidden item 2
 
 
 def test_trie_paths_read_every_item_back():
