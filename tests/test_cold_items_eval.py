@@ -18,7 +18,7 @@ from genrec.data.preprocess import leave_one_out
 from genrec.data.source import DatasetSource
 from genrec.errors import ConfigError
 from genrec.esr.cold_items import cold_output_rows
-from genrec.esr.cold_protocol import WarmOnlyRanking, cold_ledger_keys, fill_cold_rows
+from genrec.esr.cold_protocol import WarmOnlyRanking, cold_ledger_keys, fill_cold_rows, text_mapped_rows
 from genrec.esr.experiments import Experiment, ExperimentsConfig, run_experiments
 from genrec.esr.llmesr import DualViewModel, ESRConfig
 from genrec.esr.losses import LossConfig, RankingLoss, full_softmax_loss
@@ -207,3 +207,38 @@ def test_ledger_rows_carry_cold_and_warm_groups(tmp_path):
     saved = json.loads((tmp_path / "l.json").read_text())["demo_cold"]["popularity"]
     assert {"ndcg@10_cold", "ndcg@10_warm", "ndcg@10", "recall@10_cold", "n_cold", "n_warm", "seeds"} <= set(saved)
     assert cold_ledger_keys([{"test": {}}]) == {}
+
+
+def test_text_mapped_rows_recover_an_exact_affine_map():
+    rng = np.random.default_rng(0)
+    text = rng.normal(size=(30, 4))
+    a, b = rng.normal(size=(4, 3)), rng.normal(size=3)
+    rows = text @ a + b
+    warm, cold = np.arange(0, 25), np.arange(25, 30)
+    np.testing.assert_allclose(text_mapped_rows(text, rows, warm, cold, ridge=0.0), rows[cold], rtol=1e-5, atol=1e-5)
+    shrunk = text_mapped_rows(text, rows, warm, cold, ridge=10.0)  # a strong ridge pulls towards the warm mean
+    assert np.abs(shrunk - rows[warm].mean(0)).sum() < np.abs(rows[cold] - rows[warm].mean(0)).sum()
+
+
+def test_another_cold_row_treatment_rescores_the_trained_model(tmp_path):
+    common = ["model=llmesr", "cold.fraction=0.15", "train.epochs=2", f"cache={tmp_path / 'cache'}",
+              "encoder.kind=sentence-transformers", "encoder.model=all-MiniLM-L6-v2", "encoder.max_length=64",
+              "esr.cross_attention=false", "encoder.threads=1"]
+    cfg = ExperimentsConfig(dataset="demo_cold", runs_dir=str(tmp_path / "runs"), ledger=str(tmp_path / "l.json"),
+                            unmasked=False, experiments=[
+                                Experiment(name="mean", config="finetune/configs/esr_demo.yaml", overrides=common,
+                                           seed_keys=["train.seed", "cold.seed"], seeds=[0]),
+                                Experiment(name="text", config="finetune/configs/esr_demo.yaml",
+                                           overrides=[*common, "cold.id_rows=text"],
+                                           seed_keys=["train.seed", "cold.seed"], seeds=[0])])
+    entries = run_experiments(cfg)
+    runs = tmp_path / "runs" / "demo_cold"
+    res = json.loads((runs / "text" / "seed0" / "results.json").read_text())
+    assert res["training"]["rescored_from"] == str(runs / "mean" / "seed0")
+    assert entries["text"]["n_cold"] == entries["mean"]["n_cold"] > 0
+    a = FallbackScorer.load(runs / "mean" / "seed0" / "scorer").model.e_co.weight.detach().numpy()
+    b = FallbackScorer.load(runs / "text" / "seed0" / "scorer").model.e_co.weight.detach().numpy()
+    _, cold = cold_split(DEMO.load(), ColdConfig(fraction=0.15, seed=0))
+    warm = np.setdiff1d(np.arange(len(a)), cold + 1)
+    np.testing.assert_array_equal(a[warm], b[warm])
+    assert np.ptp(a[cold + 1], axis=0).max() == 0.0 and np.ptp(b[cold + 1], axis=0).max() > 0  # shared vs per item

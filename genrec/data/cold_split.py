@@ -30,15 +30,20 @@ from genrec.data.dataset import Example, SequenceDataset, Split
 from genrec.data.preprocess import dedup_consecutive, leave_one_out
 from genrec.errors import ConfigError
 
+ID_ROWS = ("mean", "text")
+
 
 @dataclass
 class ColdConfig:
     fraction: float = 0.0  # share of the catalog held out of training (0 = the normal split)
     seed: int = 0  # which items are cold
+    id_rows: str = "mean"  # a cold item's ID row after training: mean (of trained rows) | text (mapped from its text)
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.fraction) < 1.0:
             raise ConfigError(f"cold.fraction must be in [0, 1), got {self.fraction}")
+        if self.id_rows not in ID_ROWS:
+            raise ConfigError(f"cold.id_rows must be one of {', '.join(ID_ROWS)}, got {self.id_rows!r}")
 
     @property
     def enabled(self) -> bool:

@@ -84,16 +84,53 @@ def id_table_name(model: FallbackModel) -> str | None:
     return name
 
 
+def model_text(model: FallbackModel) -> np.ndarray | None:
+    """The item text vectors [N, d] the model holds (its frozen, prepared LLM table), or None."""
+    for name in ("e_se", "e_llm"):
+        table = getattr(model, name, None)
+        if table is not None:
+            rows = table.detach().float().numpy()
+            return rows[1:] if len(rows) == model.num_items + 1 else rows
+    return None
+
+
+def text_mapped_rows(text: np.ndarray, rows: np.ndarray, warm: np.ndarray, cold: np.ndarray,
+                     ridge: float = 0.1) -> np.ndarray:
+    """ID rows of ``cold`` items predicted from their text by a ridge regression fitted on the warm
+    items' (text, trained ID row) pairs; ``ridge`` is relative to the mean eigenvalue of X'X."""
+    x = np.asarray(text, dtype=np.float64)
+    y = np.asarray(rows, dtype=np.float64)
+    mx, my = x[warm].mean(0), y[warm].mean(0)
+    xw = x[warm] - mx
+    gram = xw.T @ xw
+    lam = ridge * np.trace(gram) / len(gram)
+    w = np.linalg.solve(gram + lam * np.eye(len(gram)), xw.T @ (y[warm] - my))
+    return ((x[cold] - mx) @ w + my).astype(np.float32)
+
+
 @torch.no_grad()
-def fill_cold_rows(model: FallbackModel, cold: np.ndarray) -> int:
-    """Write the shared unseen ID row (mean of the warm items' trained rows) into every cold
-    item's ID row; returns how many rows were written (0 for a model without ID rows)."""
+def fill_cold_rows(model: FallbackModel, cold: np.ndarray, how: str = "mean") -> int:
+    """Write each cold item's ID row: ``mean``, the shared unseen row (mean of the warm items'
+    trained rows); ``text``, a row mapped from the item's text (:func:`text_mapped_rows`) for a
+    model that holds item text. Warm rows are untouched, so filling again with another ``how``
+    gives that treatment exactly. Returns how many rows were written (0 without ID rows)."""
     name = id_table_name(model)
     if name is None or not len(cold):
         return 0
     weight = _attr(model, name).weight
-    shared = unseen_row(weight[_warm_rows(model.num_items, cold)])
-    weight[torch.as_tensor(np.asarray(cold, dtype=np.int64) + 1)] = shared
+    cold = np.asarray(cold, dtype=np.int64)
+    warm_rows = _warm_rows(model.num_items, cold)
+    if how == "mean":
+        weight[torch.as_tensor(cold + 1)] = unseen_row(weight[warm_rows])
+    elif how == "text":
+        text = model_text(model)
+        if text is None:
+            raise ConfigError(f"cold.id_rows=text needs a model that reads item text; {model.name} does not")
+        warm = warm_rows[1:].numpy() - 1
+        mapped = text_mapped_rows(text, weight[1:].float().numpy(), warm, cold)
+        weight[torch.as_tensor(cold + 1)] = torch.from_numpy(mapped).to(weight.dtype)
+    else:
+        raise ConfigError(f"cold.id_rows must be mean or text, got {how!r}")
     return len(cold)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from genrec.config import load_config, to_dict
 from genrec.errors import ConfigError
 from genrec.esr.cold_protocol import cold_ledger_keys
-from genrec.esr.pipeline import UNTRAINED, FallbackSettings, test_report, train_and_test
+from genrec.esr.pipeline import UNTRAINED, FallbackSettings, rescore_cold, test_report, train_and_test
 from genrec.ledger import entry_from_reports, format_entries, update_ledger
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ def _same_settings(saved: dict, want: dict, ignore: tuple[str, ...] = ()) -> boo
     """``saved`` (a finished run's settings) equals ``want``, except the keys in ``ignore`` and
     the later model sections that ``saved`` predates and its model does not read."""
     skip = set(ignore) | {k for k in LATER_SECTIONS if k not in saved and saved.get("model") != k}
+    if isinstance(saved.get("cold"), dict):  # runs from before cold.id_rows filled the rows with the mean
+        saved = {**saved, "cold": {"id_rows": "mean", **saved["cold"]}}
     if "cold" not in saved and not want.get("cold", {}).get("fraction"):
         skip.add("cold")  # a run from before the cold-item protocol: every item warm, as the protocol off
     return {k: v for k, v in saved.items() if k not in skip} == {k: v for k, v in want.items() if k not in skip}
@@ -103,7 +105,27 @@ def run_one(settings: FallbackSettings, runs_dir: Path | None = None) -> dict:
             done.update(settings=want, scorer_dir=str(out / "scorer"), copied_from=str(other.parent))
             (out / "results.json").write_text(json.dumps(done, indent=1))
             return done
+    source = _other_cold_rows(want, runs_dir)
+    if source is not None:
+        log.info("%s: the run %s with cold.id_rows=%s; scoring it again", out, source["scorer_dir"],
+                 settings.cold.id_rows)
+        return rescore_cold(settings, source)
     return train_and_test(settings)
+
+
+def _other_cold_rows(want: dict, runs_dir: Path | None) -> dict | None:
+    """A finished run under ``runs_dir`` that differs from ``want`` only in ``cold.id_rows`` (the
+    post-training treatment of cold items), or None."""
+    cold = want.get("cold") or {}
+    if not runs_dir or not cold.get("fraction"):
+        return None
+    for other in sorted(runs_dir.glob("*/seed*/results.json")):
+        done = json.loads(other.read_text())
+        saved = done.get("settings", {})
+        rows = (saved.get("cold") or {}).get("id_rows")
+        if rows and rows != cold.get("id_rows") and _same_run(saved, {**want, "cold": {**cold, "id_rows": rows}}):
+            return done
+    return None
 
 
 def _describe(settings: FallbackSettings) -> dict:

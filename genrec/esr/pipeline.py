@@ -167,8 +167,8 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
             trainer.ranking = WarmOnlyRanking(trainer.ranking, n_items, cold)
         fit = trainer.fit()
         summary.update({k: v for k, v in fit.items() if k != "history"})
-        if len(cold):  # no untrained random ID row ever scores: cold rows get the shared unseen row
-            summary["cold_rows_filled"] = fill_cold_rows(model, cold)
+        if len(cold):  # no untrained random ID row ever scores (genrec.esr.cold_protocol)
+            summary["cold_rows_filled"] = fill_cold_rows(model, cold, cfg.cold.id_rows)
         scorer = FallbackScorer(model, meta={"model": cfg.model, "loss": cfg.train.loss.kind, "dataset": ds.name,
                                              "sequential": model.sequential,
                                              "catalog_fingerprint": ds.catalog.fingerprint()})
@@ -178,6 +178,13 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
             ItemTextEncoder(to_dict(cfg.encoder), "esr_item",
                             *ItemTextEncoder.fit(raw_item_vecs, e_se[1:].detach().numpy())).save(out / "scorer")
     summary["train_total_s"] = round(time.perf_counter() - t0, 1)
+    return _test_result(cfg, ds, split, cold, scorer, summary, sequential, out)
+
+
+def _test_result(cfg: FallbackSettings, ds, split, cold, scorer, summary: dict, sequential: bool, out: Path) -> dict:
+    """The results dict of a saved scorer: test ranking overall, by user and item group, and by
+    cold / warm target under the cold-item protocol."""
+    n_items = len(ds.catalog)
     t_eval = time.perf_counter()
     opt, pes = evaluate(scorer, split.test, mask_history=cfg.mask_history)
     report = evaluate_ranking(opt, pes, [e.user for e in split.test], [e.target for e in split.test],
@@ -193,6 +200,30 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
         result["cold"] = {"fraction": cfg.cold.fraction, "seed": cfg.cold.seed, "items": int(len(cold)),
                           "valid_examples": len(split.valid), "train_users": len(split.train)}
         result["test_groups"] = cold_reports(opt, pes, split.test, cold, split.train, n_items)
+    return result
+
+
+def rescore_cold(cfg: FallbackSettings, source: dict) -> dict:
+    """A finished cold-protocol run (``source``, its results dict) with another cold-row treatment
+    (``cfg.cold.id_rows``): the treatments only write cold rows from the warm ones, so the trained
+    model is the same and nothing is trained again. Written like a trained run."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with run_record(out, cfg, [cfg.dataset], {"train.seed": cfg.train.seed}) as rec:
+        ds = cfg.dataset.load()
+        split, cold = cold_split(ds, cfg.cold)
+        src = Path(source["scorer_dir"])
+        old = FallbackScorer.load(src, ds.catalog)
+        summary = {**source["training"], "rescored_from": str(src.parent),
+                   "cold_rows_filled": fill_cold_rows(old.model, cold, cfg.cold.id_rows)}
+        scorer = FallbackScorer(old.model, meta=old.meta)
+        scorer.save(out / "scorer")
+        if ItemTextEncoder.load(src) is not None:
+            ItemTextEncoder.load(src).save(out / "scorer")
+        result = _test_result(cfg, ds, split, cold, scorer, summary, old.model.sequential, out)
+        rec.extra.update(test_ndcg10=result["test"]["overall"]["opt"]["ndcg@10"])
+    result["run_record"] = str(out / "run.json")
+    (out / "results.json").write_text(json.dumps(result, indent=1))
     return result
 
 
