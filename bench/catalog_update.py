@@ -205,6 +205,11 @@ class Load:
         lat = [s for start, s, st in self.records if t0 <= start < t1 and st == 200]
         return (float(np.percentile(lat, 99) * 1000) if lat else float("nan")), len(lat)
 
+    def slowest(self, t0: float, t1: float, n: int = 3) -> list[tuple[float, float]]:
+        """(start offset from t0 in s, latency in ms) of the ``n`` slowest requests started in [t0, t1)."""
+        rows = sorted(((s, start - t0) for start, s, st in self.records if t0 <= start < t1), reverse=True)[:n]
+        return [(round(off, 2), round(sec * 1000, 1)) for sec, off in rows]
+
     def fivexx(self) -> int:
         return sum(1 for _, _, st in self.records if st == 0 or st >= 500)
 
@@ -285,10 +290,12 @@ def run_catalog(label: str, bundle: Path, args, tmp: Path) -> dict:
         load.finish()
         p99_before, n_before = load.p99_ms(t_warm, t_first)
         change = results[1000]
-        p99_during, n_during = load.p99_ms(change["t0"], max(change["t_visible"], change["t0"] + change["answer_s"])
-                                           + AFTER_S)
+        t_end = max(change["t_visible"], change["t0"] + change["answer_s"]) + AFTER_S
+        p99_during, n_during = load.p99_ms(change["t0"], t_end)
+        slowest = load.slowest(change["t0"], t_end)
         return {"label": label, "items": len(catalog), "startup_s": startup, "changes": results,
                 "p99_before": p99_before, "n_before": n_before, "p99_during": p99_during, "n_during": n_during,
+                "slowest_during": slowest, "slowest_before": load.slowest(t_warm, t_first),
                 "fivexx": load.fivexx(), "requests": len(load.records)}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -337,6 +344,9 @@ def main() -> None:
             during = f"{r['p99_during']:.1f} (n={r['n_during']})" if n == 1000 else ""
             print(f"{r['label']:<12} {r['items']:>10,} {n:>6} {c.get('status', '-'):>6} {c.get('answer_s', float('nan')):>9.2f} "
                   f"{c.get('visible_s', float('nan')):>10.2f} {r['p99_before']:>14.1f} {during:>14} {r['fivexx']:>4}")
+    for r in rows:
+        print(f"{r['label']}: slowest requests (start offset s, ms) before the changes {r['slowest_before']}; "
+              f"from the 1,000-item change on {r['slowest_during']}")
     b = rows[-1]
     out = {f"visible_s_1000_items_{big}": round(b["changes"][1000].get("visible_s", float("nan")), 2),
            f"visible_s_1_item_{big}": round(b["changes"][1].get("visible_s", float("nan")), 2),

@@ -74,6 +74,7 @@ class ServerSettings:
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)  # who gets the generative path
     max_catalog_batch: int = 10000  # most items in one catalog change (POST /items), larger gets 413
     max_catalog_body_bytes: int = 32 * 1024 * 1024  # body limit of the catalog-change requests
+    catalog_change_duty: float = 0.5  # share of the time a catalog change computes while serving (the rest slept)
 
 
 @dataclass
@@ -440,10 +441,12 @@ class Bundle:
         (withdrawn items never returned, new items scored as genrec.esr.cold_items says)."""
         return self.live.snapshot.fallback
 
-    def change_catalog(self, op: str, payload: Any, max_batch: int | None = None) -> CatalogSnapshot:
+    def change_catalog(self, op: str, payload: Any, max_batch: int | None = None,
+                       duty: float | None = None) -> CatalogSnapshot:
         """Apply one catalog change durably (:meth:`genrec.live_catalog.LiveCatalog.apply`): ``op``
-        add (item objects), update ((item id, fields) pairs), withdraw or restore (item ids)."""
-        return self.live.apply(op, payload, max_batch)
+        add (item objects), update ((item id, fields) pairs), withdraw or restore (item ids);
+        ``duty`` paces it beside requests being served."""
+        return self.live.apply(op, payload, max_batch, duty)
 
     def _base_index(self):
         if self._index is None:

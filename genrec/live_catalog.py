@@ -168,7 +168,8 @@ def _idf(n: int, df: np.ndarray) -> np.ndarray:
     return np.maximum(np.log((n - df + 0.5) / (df + 0.5)), 0.0)
 
 
-def overlay_bm25(base: BM25Index, texts: dict[int, str], hidden: np.ndarray, n_total: int) -> BM25Index:
+def overlay_bm25(base: BM25Index, texts: dict[int, str], hidden: np.ndarray, n_total: int,
+                 pace: Callable[[], None] = lambda: None) -> BM25Index:
     """The base index with the columns of ``hidden`` (base indices) zeroed and the ``texts`` of
     changed items (catalog index → text) weighted with the base's frozen statistics (module
     docstring); ``n_total`` items in all."""
@@ -181,6 +182,7 @@ def overlay_bm25(base: BM25Index, texts: dict[int, str], hidden: np.ndarray, n_t
     new_terms: dict[str, int] = {}
     rows, cols, tfs, lens = [], [], [], []
     for idx, text in texts.items():
+        pace()
         words = tokenize(text, base.stopwords)
         counts: dict[int, int] = {}
         for word in words:
@@ -448,6 +450,28 @@ class CatalogSnapshot:
         return i is not None and bool(self.withdrawn[i])
 
 
+def _no_pace() -> None:
+    return None
+
+
+class Pace:
+    """Spreads CPU work over time: called in a loop, it sleeps after every ``slice_s`` of work so
+    that the work computes only a ``duty`` share of the time. A catalog change in a serving process
+    is mostly Python (validation, the batch file, tokenising); at full speed it takes the GIL from
+    the requests beside it for ~0.2-0.4 s per 1,000 items and their p99 doubled
+    (bench/catalog_update.py), while visibility has seconds to spare."""
+
+    def __init__(self, duty: float, slice_s: float = 0.004) -> None:
+        self.rest = slice_s * (1.0 - duty) / duty
+        self.slice_s = slice_s
+        self.t = time.perf_counter()
+
+    def __call__(self) -> None:
+        if time.perf_counter() - self.t >= self.slice_s:
+            time.sleep(self.rest)
+            self.t = time.perf_counter()
+
+
 def _catalog_of(items: list[Item], index: ChainMap) -> Catalog:
     """A Catalog over already checked items and id map (no O(N) rebuild or copy of the map)."""
     cat = Catalog.__new__(Catalog)
@@ -466,6 +490,7 @@ class LiveCatalog:
         self._semantic_cache: dict[tuple[int, str], np.ndarray] = {}
         self._vector_cache: dict[tuple[int, str], np.ndarray] = {}
         self._pop_order: np.ndarray | None = None
+        self._pace: Callable[[], None] = _no_pace
         self.batches: list[str] = []
         withdrawn = np.zeros(self.n_base, dtype=bool)
         snap = CatalogSnapshot(self, 0, base.catalog, withdrawn, np.asarray(base.popularity, dtype=np.int64),
@@ -514,7 +539,11 @@ class LiveCatalog:
         d = self.live_dir
         d.mkdir(exist_ok=True)
         name = f"{len(self.batches) + 1:06d}.jsonl"
-        _write_durably(d / name, "".join(json.dumps(c.to_json(), ensure_ascii=False) + "\n" for c in changes))
+        lines = []
+        for c in changes:
+            self._pace()
+            lines.append(json.dumps(c.to_json(), ensure_ascii=False) + "\n")
+        _write_durably(d / name, "".join(lines))
         pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
         if pause > 0:
             time.sleep(pause)
@@ -539,6 +568,7 @@ class LiveCatalog:
         changed = set(snap.changed.tolist())
         index = ChainMap(added_ids, self.base.catalog._index)
         for c in changes:
+            self._pace()
             if c.op == "add":
                 added_ids[c.item_id] = len(items)
                 changed.add(len(items))
@@ -569,6 +599,7 @@ class LiveCatalog:
         out: list[Change] = []
         seen: set[str] = set()
         for pos, row in enumerate(rows):
+            self._pace()
             if op == "add":
                 rid = row.get("item_id") if isinstance(row, dict) else None
                 label = f"{pos} ({rid!r})" if isinstance(rid, str) else str(pos)
@@ -613,20 +644,30 @@ class LiveCatalog:
             seen.add(out[-1].item_id)
         return out
 
-    def apply(self, op: str, payload: Any, max_batch: int | None = None) -> CatalogSnapshot:
+    def apply(self, op: str, payload: Any, max_batch: int | None = None, duty: float | None = None
+              ) -> CatalogSnapshot:
         """Validate, write durably, build the next snapshot (with the parts the current one has
-        loaded) and publish it; returns it. One change at a time."""
+        loaded) and publish it; returns it. One change at a time. ``duty`` (0-1): the share of
+        time the change may compute, the rest slept in slices (:class:`Pace`), so that a server's
+        requests keep their CPU and GIL; None: full speed."""
         with self._write:
-            changes = self.validate(op, payload, max_batch)
-            old = self.snapshot
-            new = self._advance(old, changes, old.version + 1)
-            for name in old.loaded():  # built before the swap: no request pays for it
-                new.part(name)
-            self._persist(changes)
-            self.snapshot = new
-            log.info("catalog v%d: %s %d item(s) (%d items, %d withdrawn)", new.version, op, len(changes),
-                     len(new.catalog), int(new.withdrawn.sum()))
-            return new
+            self._pace = Pace(duty) if duty else _no_pace
+            try:
+                return self._apply(op, payload, max_batch)
+            finally:
+                self._pace = _no_pace
+
+    def _apply(self, op: str, payload: Any, max_batch: int | None) -> CatalogSnapshot:
+        changes = self.validate(op, payload, max_batch)
+        old = self.snapshot
+        new = self._advance(old, changes, old.version + 1)
+        for name in old.loaded():  # built before the swap: no request pays for it
+            new.part(name)
+        self._persist(changes)
+        self.snapshot = new
+        log.info("catalog v%d: %s %d item(s) (%d items, %d withdrawn)", new.version, op, len(changes),
+                 len(new.catalog), int(new.withdrawn.sum()))
+        return new
 
     # -- derived parts --------------------------------------------------------------------------
     def _build_index(self, snap: CatalogSnapshot) -> BM25Index:
@@ -637,7 +678,7 @@ class LiveCatalog:
         if not changed and not hidden.size and len(snap.catalog) == self.n_base:
             return base
         texts = {i: self.base.bm25_text(snap.catalog[i]) for i in changed}
-        return overlay_bm25(base, texts, hidden, len(snap.catalog))
+        return overlay_bm25(base, texts, hidden, len(snap.catalog), self._pace)
 
     def _build_trie(self, snap: CatalogSnapshot):
         base = self.base.trie()

@@ -408,3 +408,55 @@ def test_a_server_killed_during_a_1000_item_change_leaves_all_or_none_of_it(tmp_
     assert outcomes == [0, 1000], outcomes
     # the orphaned batch file of the first try was overwritten by the second's, which is the one in force
     assert json.loads((path / LIVE_DIR / STATE).read_text())["batches"] == ["000001.jsonl"]
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_server_grounds_on_added_items_and_never_on_withdrawn_ones(tmp_path, smollm2_dir):
+    """The real generative path: SmolLM2 on vLLM writes whatever it writes; a twin of every item
+    (same text, a new id, popularity 0) ties with the item the text grounds on, so generative
+    answers hold twins; once they are withdrawn, none does."""
+    from genrec.generation import vllm_available
+    from tests.test_server import make_bundle as server_bundle
+
+    if not vllm_available():
+        pytest.skip("vLLM does not import here")
+    path = server_bundle(tmp_path / "b", smollm2_dir, "vllm", n_gen=3, max_new_tokens=24,
+                         admission={"enabled": False})
+    ids = [it.item_id for it in Bundle.load(path).catalog]
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+               VLLM_CPU_KVCACHE_SPACE="1", GENREC_ADMIN_TOKEN=TOKEN)
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, str(REPO / "inference" / "serve.py"), f"bundle={path}",
+                                 f"port={port}", "log_level=warning", "log_dir="], stdout=f,
+                                stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path))
+    url = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        wait_healthy(url, proc, log)
+        with httpx.Client(timeout=300) as c:
+            twins = [dict(c.get(url + f"/items/{i}").json(), item_id=f"twin-{i}") for i in ids]
+            for t in twins:
+                del t["withdrawn"], t["popularity"], t["catalog_version"]
+            assert c.post(url + "/items", json=twins, headers=auth).json()["num_items"] == 2 * len(ids)
+            histories = [ids[i:i + 3] for i in range(0, 30, 3)]
+            answers = [c.post(url + "/recommend", json={"history": h, "k": 10, "budget_ms": 120000}).json()
+                       for h in histories]
+            generative = [a for a in answers if a["path"] == PATH_GENERATIVE]
+            assert generative, [a["reason"] for a in answers]
+            assert any(it["item_id"].startswith("twin-") for a in generative for it in a["items"]), generative
+            twin_ids = [t["item_id"] for t in twins]
+            for tid in twin_ids:
+                assert c.delete(url + f"/items/{tid}", headers=auth).status_code == 200
+            for h in histories:
+                a = c.post(url + "/recommend", json={"history": h, "k": 10, "budget_ms": 120000}).json()
+                assert not any(it["item_id"].startswith("twin-") for it in a["items"]), a
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
