@@ -39,6 +39,8 @@ writing the bundle again (``genrec bundle``) folds them in.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -61,6 +63,7 @@ log = logging.getLogger(__name__)
 
 LIVE_DIR = "live"
 STATE = "state.json"
+LOCK = ".lock"
 STATE_FORMAT = "genrec-live-catalog"
 ITEM_FIELDS = ("item_id", "title", "brand", "categories", "price", "description", "extra")
 OPS = ("add", "update", "withdraw", "restore")
@@ -534,10 +537,37 @@ class LiveCatalog:
             raise GenrecError(f"{path}: a catalog change batch named by {STATE} cannot be read: {e}") from None
         return out
 
+    def _on_disk_batches(self) -> list[str]:
+        try:
+            return list(json.loads(self.state_path.read_text(encoding="utf-8"))["batches"])
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise GenrecError(f"{self.state_path}: unreadable ({type(e).__name__}: {e})") from None
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """The bundle's change lock across processes (a CLI beside a server): held while a batch
+        is written, and the state on disk must still be the one this process loaded."""
+        try:
+            self.live_dir.mkdir(exist_ok=True)
+            fd = os.open(self.live_dir / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as e:
+            raise CatalogChangeError(f"cannot write catalog changes into {self.live_dir}: {e.strerror}",
+                                     status=503) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if self._on_disk_batches() != self.batches:
+                raise CatalogChangeError(f"{self.state_path} was changed by another process since this one loaded "
+                                         "the bundle; load it again (restart the server) to see those changes",
+                                         status=409)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def _persist(self, changes: list[Change]) -> None:
         """The batch file aside (fsynced), then the state switched by one os.replace."""
         d = self.live_dir
-        d.mkdir(exist_ok=True)
         name = f"{len(self.batches) + 1:06d}.jsonl"
         lines = []
         for c in changes:
@@ -551,6 +581,14 @@ class LiveCatalog:
                  "base_items": self.n_base}
         _write_durably(d / STATE, json.dumps(state, indent=1) + "\n")
         self.batches.append(name)
+
+    def _persist_checked(self, changes: list[Change]) -> None:
+        with self._exclusive():
+            try:
+                self._persist(changes)
+            except OSError as e:
+                raise CatalogChangeError(f"cannot write the change into {self.live_dir}: {e.strerror or e}; "
+                                         "nothing was applied", status=503) from None
 
     # -- changes ------------------------------------------------------------------------------
     def _advance(self, snap: CatalogSnapshot, changes: Sequence[Change], version: int) -> CatalogSnapshot:
@@ -663,7 +701,7 @@ class LiveCatalog:
         new = self._advance(old, changes, old.version + 1)
         for name in old.loaded():  # built before the swap: no request pays for it
             new.part(name)
-        self._persist(changes)
+        self._persist_checked(changes)
         self.snapshot = new
         log.info("catalog v%d: %s %d item(s) (%d items, %d withdrawn)", new.version, op, len(changes),
                  len(new.catalog), int(new.withdrawn.sum()))

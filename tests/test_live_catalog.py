@@ -181,7 +181,20 @@ def test_a_rejected_batch_names_item_and_field_and_applies_nothing(tmp_path, tin
         assert [it.to_dict() for it in b.catalog] == before[0] and (b.snapshot.withdrawn == before[1]).all()
         assert b.snapshot.version == 1
     assert (tmp_path / "b" / LIVE_DIR / STATE).read_text() == before[2]
-    assert sorted(p.name for p in (tmp_path / "b" / LIVE_DIR).iterdir()) == ["000001.jsonl", STATE]
+    assert sorted(p.name for p in (tmp_path / "b" / LIVE_DIR).iterdir() if not p.name.startswith(".")) == [
+        "000001.jsonl", STATE]
+
+
+def test_a_writer_that_missed_another_process_change_is_refused(tmp_path, tiny_model):  # noqa: F811
+    path = make_bundle(tmp_path / "b", tiny_model)
+    server, cli = Bundle.load(path), Bundle.load(path)  # e.g. a server and the CLI on one bundle
+    cli.change_catalog("add", [NEW[0]])
+    with pytest.raises(CatalogChangeError) as e:
+        server.change_catalog("add", [NEW[1]])
+    assert e.value.status == 409 and "changed by another process" in str(e.value)
+    assert "new-kettle" not in Bundle.load(path).catalog and "new-kettle" not in server.catalog
+    Bundle.load(path).change_catalog("add", [NEW[1]])  # loaded again, it may
+    assert {"new-toaster", "new-kettle"} <= set(it.item_id for it in Bundle.load(path).catalog)
 
 
 def test_withdrawn_items_are_never_returned_by_any_mode_or_path(tmp_path, heads_model, llmesr_scorer):
