@@ -74,7 +74,7 @@ class ServerSettings:
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)  # who gets the generative path
     max_catalog_batch: int = 10000  # most items in one catalog change (POST /items), larger gets 413
     max_catalog_body_bytes: int = 32 * 1024 * 1024  # body limit of the catalog-change requests
-    catalog_change_duty: float = 0.5  # share of the time a catalog change computes while serving (the rest slept)
+    catalog_change_duty: float = 0.25  # share of the time a catalog change computes while serving (the rest slept)
 
 
 @dataclass

@@ -464,7 +464,7 @@ class Pace:
     the requests beside it for ~0.2-0.4 s per 1,000 items and their p99 doubled
     (bench/catalog_update.py), while visibility has seconds to spare."""
 
-    def __init__(self, duty: float, slice_s: float = 0.004) -> None:
+    def __init__(self, duty: float, slice_s: float = 0.002) -> None:
         self.rest = slice_s * (1.0 - duty) / duty
         self.slice_s = slice_s
         self.t = time.perf_counter()
