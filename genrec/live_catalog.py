@@ -475,7 +475,51 @@ class Pace:
             self.t = time.perf_counter()
 
 
-def _catalog_of(items: list[Item], index: ChainMap) -> Catalog:
+class LayeredItems(Sequence):
+    """A catalog's item list as the base list (shared, never copied) with re-texted items and
+    appended ones on top: copying a 1M-item list touches a million objects (their reference
+    counts) while holding the GIL, and freeing the old copy touches them again."""
+
+    def __init__(self, base: list[Item], replaced: dict[int, Item], appended: list[Item]) -> None:
+        self.base, self.replaced, self.appended = base, replaced, appended
+        self.n_base = len(base)
+
+    @classmethod
+    def after(cls, current: Sequence[Item], base: list[Item]) -> LayeredItems:
+        """A new layered list over ``base`` holding what ``current`` holds (its layers copied)."""
+        if isinstance(current, LayeredItems):
+            return cls(base, dict(current.replaced), list(current.appended))
+        return cls(base, {}, [])
+
+    def __len__(self) -> int:
+        return self.n_base + len(self.appended)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if i >= self.n_base:
+            return self.appended[i - self.n_base]
+        return self.replaced.get(i) or self.base[i]
+
+    def __setitem__(self, i: int, item: Item) -> None:
+        if i >= self.n_base:
+            self.appended[i - self.n_base] = item
+        else:
+            self.replaced[i] = item
+
+    def __iter__(self):
+        replaced = self.replaced
+        for i, item in enumerate(self.base):
+            yield replaced.get(i, item) if replaced else item
+        yield from self.appended
+
+    def append(self, item: Item) -> None:
+        self.appended.append(item)
+
+
+def _catalog_of(items: Sequence[Item], index: ChainMap) -> Catalog:
     """A Catalog over already checked items and id map (no O(N) rebuild or copy of the map)."""
     cat = Catalog.__new__(Catalog)
     cat.items, cat._index = items, index
@@ -594,7 +638,7 @@ class LiveCatalog:
     def _advance(self, snap: CatalogSnapshot, changes: Sequence[Change], version: int) -> CatalogSnapshot:
         """The snapshot after ``changes`` (already validated): new list, map and masks; the base
         structures shared."""
-        items = list(snap.catalog.items)
+        items = LayeredItems.after(snap.catalog.items, self.base.catalog.items)
         # ids added since the base in a small dict of their own before the base map (never copied)
         added_ids = dict(snap.catalog._index.maps[0]) if isinstance(snap.catalog._index, ChainMap) else {}
         withdrawn = snap.withdrawn
