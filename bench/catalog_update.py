@@ -286,7 +286,7 @@ def run_catalog(label: str, bundle: Path, args, tmp: Path) -> dict:
             src = rng.sample(range(len(catalog)), n)
             batch = [{"item_id": f"new-{label}-{n}-{j}", "title": catalog[i].title} for j, i in enumerate(src)]
             results[n] = timed_change(url, batch, [ids[src[-1]]], batch[-1]["item_id"])
-            time.sleep(max(args.seconds / 3, AFTER_S + 0.5))
+            time.sleep(AFTER_S + 0.2 if n == 1000 else max(1.0, args.seconds / 3))  # the "during" window
         load.finish()
         p99_before, n_before = load.p99_ms(t_warm, t_first)
         change = results[1000]
@@ -311,8 +311,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=0, help="synthetic catalog size (default 1,000,000; quick 100,000)")
     ap.add_argument("--rate", type=float, default=8.0, help="recommend requests per second of the load")
     ap.add_argument("--clients", type=int, default=4, help="load threads")
-    ap.add_argument("--seconds", type=float, default=0, help="load before the first change (default 20; quick 4)")
-    ap.add_argument("--warm", type=float, default=0, help="load not counted, before that (default 5; quick 2)")
+    ap.add_argument("--seconds", type=float, default=0, help="load before the first change (default 20; quick 3)")
+    ap.add_argument("--warm", type=float, default=0, help="load not counted, before that (default 5; quick 1.5)")
     ap.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -320,8 +320,8 @@ def main() -> None:
         serve_child(args.serve, args.port)
         return
     size = args.size or (100_000 if args.quick else 1_000_000)
-    args.seconds = args.seconds or (4.0 if args.quick else 20.0)
-    args.warm = args.warm or (2.0 if args.quick else 5.0)
+    args.seconds = args.seconds or (3.0 if args.quick else 20.0)
+    args.warm = args.warm or (1.5 if args.quick else 5.0)
     big = f"{size // 1_000_000}m" if size >= 1_000_000 and size % 1_000_000 == 0 else f"{size // 1000}k"
     rows = []
     with tempfile.TemporaryDirectory(prefix="catalog-update-") as d:
