@@ -63,8 +63,9 @@ LATER_SECTIONS = ("alpharec", "darec", "pad", "hllm", "textknn")
 
 def _same_settings(saved: dict, want: dict, ignore: tuple[str, ...] = ()) -> bool:
     """``saved`` (a finished run's settings) equals ``want``, except the keys in ``ignore`` and
-    the later model sections that ``saved`` predates and its model does not read."""
-    skip = set(ignore) | {k for k in LATER_SECTIONS if k not in saved and saved.get("model") != k}
+    the model sections (:data:`LATER_SECTIONS`) that its model does not read."""
+    # a model section another model's run carries is not read by it: a change there is no change of the run
+    skip = set(ignore) | {k for k in LATER_SECTIONS if saved.get("model") != k}
     if isinstance(saved.get("cold"), dict):  # runs from before cold.id_rows filled the rows with the mean
         saved = {**saved, "cold": {"id_rows": "mean", **saved["cold"]}}
     if "cold" not in saved and not want.get("cold", {}).get("fraction"):
