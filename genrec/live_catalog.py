@@ -34,7 +34,7 @@ kernel reads base and side together (:class:`OverlayBM25Index`), so a change cos
 items). Merging the two into one matrix instead (one sparse sum) took 0.3-0.6 s per change at 1M
 items on this 2-core machine and doubled the recommend p99 of the requests running meanwhile
 (bench/catalog_update.py). Frozen statistics drift from a fresh index as changes accumulate;
-writing the bundle again (``genrec bundle``) folds them in.
+folding the changes into a new base (a compaction) is not built yet.
 """
 
 from __future__ import annotations
