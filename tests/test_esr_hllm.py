@@ -102,7 +102,7 @@ def test_top_and_bottom_take_different_blocks_and_random_blocks_are_seeded(tiny_
 
 
 def _tuned_model(base, tok, user, **kw) -> HLLM:
-    cfg = HLLMConfig(hidden=8, max_len=6, item_tower="tuned", item_layers=1, item_max_tokens=16, refresh_every=2,
+    cfg = HLLMConfig(hidden=8, max_len=6, item_tower="tuned", item_layers=1, item_max_tokens=16, 
                      user_layers=1, **kw)
     tokens = lower_token_states(base, tok, TEXTS, 1, 16)
     return HLLM(cfg, len(TEXTS), None, lm_blocks(base, "top", 1), tokens, user)
@@ -117,20 +117,27 @@ def test_left_padding_does_not_change_a_user_vector(tiny_llama_base):
     assert torch.allclose(short, padded, atol=1e-5)
 
 
-def test_batch_items_carry_gradients_and_the_cache_serves_evaluation(tiny_llama_base):
-    """A training step backpropagates into the tower through the batch's items; evaluation reads the
-    refreshed cache, which equals the tower's output for every item."""
+def test_every_item_is_encoded_with_gradients_in_a_step_and_the_cache_serves_evaluation(tiny_llama_base):
+    """A training step runs the whole catalog through the tower (a negative that is in no sequence
+    of the batch changes the loss, and the tower gets gradients); evaluation reads the cache,
+    re-encoded after an update it has not seen."""
     from genrec.esr.losses import LossConfig, RankingLoss
 
     base, tok = tiny_llama_base
     torch.manual_seed(0)
     model = _tuned_model(base, tok, lm_blocks(base, "top", 1), user_lora_r=2)
     seqs, pos = torch.tensor([[0, 1, 2]]), torch.tensor([[0, 2, 3]])
-    loss, _ = model.loss(seqs, pos, ranking=RankingLoss(LossConfig(kind="ce"), len(TEXTS)))
+    ranking = RankingLoss(LossConfig(kind="ce"), len(TEXTS))
+    loss, _ = model.loss(seqs, pos, ranking=ranking)
     loss.backward()
     assert model.tower.blocks[0].self_attn.q_proj.weight.grad.abs().sum() > 0
     lora = [n for n, p in model.user.named_parameters() if p.requires_grad]
     assert lora and all("lora_" in n for n in lora)  # LoRA: the user blocks' own weights stay frozen
+    states, mask = model._tokens
+    states[3] += 1.0  # item 4 (row 4) is in no sequence of the batch: only a negative
+    with torch.no_grad():
+        moved, _ = model.loss(seqs, pos, ranking=ranking)
+    assert abs(float(moved) - float(loss)) > 1e-4
     with torch.no_grad():
         model.tower.blocks[0].mlp.down_proj.weight.mul_(2.0)  # an update the cache has not seen
     model.eval()
@@ -150,7 +157,7 @@ def test_bad_settings_name_the_field():
 
 # -- the script: serving, determinism and resume on the demo data --------------------------------
 ARGS = ["--config", str(REPO / "finetune/configs/esr_demo.yaml"), "model=hllm", "hllm.item_tower=tuned",
-        "hllm.hidden=16", "hllm.refresh_every=3", "hllm.item_max_tokens=24", "encoder.kind=sentence-transformers",
+        "hllm.hidden=16", "hllm.item_max_tokens=24", "encoder.kind=sentence-transformers",
         "encoder.model=all-MiniLM-L6-v2", "train.epochs=4", "train.patience=100"]
 
 

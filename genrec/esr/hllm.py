@@ -14,10 +14,15 @@ token states, and trains only the upper layers. Here that is the item tower's se
 - ``tuned`` (BAHE): the top ``item_layers`` blocks of the text encoder (all-MiniLM-L6-v2, SmolLM2
   or any BERT- or Llama-type model) are copied and trained over token states that the frozen lower
   blocks computed once (first ``item_max_tokens`` tokens of the item prompt), mean-pooled, then
-  projected. The catalog table the full softmax needs is recomputed without gradients every
-  ``refresh_every`` steps; the items of the batch (inputs and targets) are re-encoded with
-  gradients in every step and replace their cached rows (ours: what the paper's in-batch
-  negatives do implicitly, adapted to a full softmax we cannot afford to backpropagate through).
+  projected. Every training step encodes the whole catalog through the trained blocks with
+  gradients, so the full softmax's negatives move the tower as its targets do; that is what
+  BAHE's cache makes affordable (a Scientific step: 4,344 items x 32 tokens through one MiniLM
+  block). Two cheaper schemes were tried and fail for a shared tower (ours, measured on
+  Scientific, one batch repeated): gradients through the batch's items only, with the rest of
+  the catalog from a cache refreshed every 20 steps, let the model tell targets (all fresh) from
+  negatives (mostly stale) by staleness; the same with the batch's cached values kept and only
+  their gradients taken (straight-through) moves every item the same way and the catalog
+  collapses (loss back to ln N), since nothing pushes the negatives away.
 
 The user model (``user_model``):
 
@@ -74,7 +79,6 @@ class HLLMConfig:
     item_tower: str = "frozen"  # frozen (cached pooled text vectors → MLP) | tuned (BAHE: top encoder blocks trained)
     item_layers: int = 1  # tuned: encoder blocks trained over the cached lower-layer token states
     item_max_tokens: int = 64  # tuned: tokens of each item prompt kept (the head of the prompt: title first)
-    refresh_every: int = 20  # tuned: steps between recomputations of the whole catalog's item vectors
     item_ids: bool = True  # add a trainable ID embedding to every item vector
     user_model: str = "llm"  # llm (a causal LM's blocks) | sasrec (SASRec blocks, the non-LLM control)
     user_llm: str = "smollm2-135m"  # llm: the model whose blocks are taken (genrec.model_store spec)
@@ -98,7 +102,7 @@ class HLLMConfig:
                                      ("precision", self.precision, ("auto", "bfloat16", "float32"))):
             if value not in allowed:
                 raise ConfigError(f"hllm.{name} must be one of {', '.join(allowed)}, got {value!r}")
-        for name in ("hidden", "user_layers", "item_layers", "item_max_tokens", "refresh_every"):
+        for name in ("hidden", "user_layers", "item_layers", "item_max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"hllm.{name} must be at least 1, got {getattr(self, name)}")
 
@@ -281,7 +285,6 @@ class HLLM(FallbackModel):
             self.item_proj = nn.Linear(tower.config.hidden_size, d)
             # the tower's output for every item: what serving and the softmax's negatives read
             self.register_buffer("item_cache", torch.zeros(num_items + 1, d))
-            self.register_buffer("steps", torch.zeros((), dtype=torch.long))
             self._tokens = token_states  # (states, mask), not saved: only training re-encodes items
             self._stale = True
         if cfg.item_ids:
@@ -335,6 +338,14 @@ class HLLM(FallbackModel):
         w = m.unsqueeze(-1).to(h.dtype)
         return self.item_proj((h * w).sum(1) / w.sum(1).clamp(min=1))
 
+    def train(self, mode: bool = True) -> HLLM:
+        """The item tower never drops out: the catalog vectors of a step and those evaluation and
+        serving read come from the same deterministic tower (the cache equals a training step's)."""
+        super().train(mode)
+        if self.cfg.item_tower == "tuned":
+            self.tower.eval()
+        return self
+
     @torch.no_grad()
     def refresh_items(self, batch: int = 256) -> None:
         """Recompute every item's tower output into ``item_cache`` (no gradient, no dropout)."""
@@ -349,20 +360,26 @@ class HLLM(FallbackModel):
         self._stale = False
         self.train(was)
 
-    def _text_table(self, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """The text part of every item's vector [N+1, hidden]; with ``rows``, those rows carry gradients."""
+    def _text_table(self, grad: bool = False) -> torch.Tensor:
+        """The text part of every item's vector [N+1, hidden]; ``grad``: the tuned tower encodes the
+        whole catalog with gradients (a training step), else its cache serves (refreshed if stale)."""
         if self.cfg.item_tower == "frozen":
             out = self.item_mlp(self.text)
             return out * (torch.arange(out.shape[0]) > 0)[:, None]
-        if self._tokens is None or rows is None:
+        if self._tokens is None or not grad:
             if self._stale and self._tokens is not None:
                 self.refresh_items()
             return self.item_cache
-        return self.item_cache.index_put((rows,), self._tower(rows))
+        rows = torch.arange(1, self.num_items + 1)
+        out = torch.cat([torch.zeros(1, self.cfg.hidden)] +
+                        [self._tower(rows[i:i + 512]) for i in range(0, len(rows), 512)])
+        with torch.no_grad():
+            self.item_cache.copy_(out.detach())
+        return out
 
-    def item_tables(self, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def item_tables(self, grad: bool = False) -> dict[str, torch.Tensor]:
         """{"item": [N+1, hidden]} (row 0 = padding); cosine scoring: unit rows."""
-        table = self._text_table(rows)
+        table = self._text_table(grad)
         if self.cfg.item_ids:
             table = table + self.ids.weight
         if self.cfg.score == "cosine":
@@ -397,18 +414,13 @@ class HLLM(FallbackModel):
              teacher: torch.Tensor | None = None,
              ranking: RankingLoss | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """The configured ranking loss at every real position; the tuned tower re-encodes the batch's
-        items with gradients and refreshes the rest of the catalog every ``refresh_every`` steps."""
+        catalog with gradients in every step."""
         if ranking is None:
             raise ValueError("HLLM trains with a configured ranking loss (train.loss)")
-        rows = None
-        if self.cfg.item_tower == "tuned" and self._tokens is not None:
-            if int(self.steps) % self.cfg.refresh_every == 0:
-                self.refresh_items()
-            self.steps += 1
-            self._stale = True
-            rows = torch.unique(torch.cat([seqs.flatten(), pos.flatten()]))
-            rows = rows[rows > 0]
-        tables = self.item_tables(rows)
+        tuned = self.cfg.item_tower == "tuned" and self._tokens is not None
+        if tuned:
+            self._stale = True  # the step changes the tower: evaluation re-encodes the catalog
+        tables = self.item_tables(grad=tuned)
         states = self.encode(seqs, tables)
         value = ranking(states, pos, tables["item"], neg)
         return value, {"rank": float(value.detach())}
