@@ -102,7 +102,7 @@ def test_top_and_bottom_take_different_blocks_and_random_blocks_are_seeded(tiny_
 
 
 def _tuned_model(base, tok, user, **kw) -> HLLM:
-    cfg = HLLMConfig(hidden=8, max_len=6, item_tower="tuned", item_layers=1, item_max_tokens=16, 
+    cfg = HLLMConfig(hidden=8, max_len=6, item_tower="tuned", item_layers=1, item_max_tokens=16,
                      user_layers=1, **kw)
     tokens = lower_token_states(base, tok, TEXTS, 1, 16)
     return HLLM(cfg, len(TEXTS), None, lm_blocks(base, "top", 1), tokens, user)
