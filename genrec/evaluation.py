@@ -30,6 +30,7 @@ from genrec.data.groups import head_items, head_users, item_popularity
 from genrec.data.preprocess import leave_one_out
 from genrec.data.source import DatasetSource
 from genrec.errors import ConfigError
+from genrec.log_key import check_settings_file
 from genrec.metrics import (
     evaluate_ranking,
     expected_metrics,
@@ -162,23 +163,9 @@ class GenerativeRanker:
         s = self.settings
         now = {"bundle": s.bundle, "backend": s.backend, **_sampling(s),
                **self.log_key, "mask_history": bool(mask_history)}
-        now = json.loads(json.dumps(now))  # as it reads back (tuples become lists)
-        path = self.log_path.with_name(self.log_path.stem + ".settings.json")
-        if path.exists():
-            saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved != now:
-                differ = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
-                raise ConfigError(f"{self.log_path}: logged under other settings ({', '.join(differ)}: "
-                                  f"{ {k: saved.get(k) for k in differ} } in {path}, now "
-                                  f"{ {k: now.get(k) for k in differ} }); use another output_dir, or delete "
-                                  f"both files to start over")
-        elif self.log_path.exists() and self.log_path.stat().st_size:
-            raise ConfigError(f"{self.log_path}: a log without its settings file {path.name}, so what it was "
-                              f"measured on (dataset, split, masking, sampling) is unknown; use another "
-                              f"output_dir, or delete it to start over")
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(now) + "\n", encoding="utf-8")
+        logs = [self.log_path.name] if self.log_path.exists() and self.log_path.stat().st_size else []
+        check_settings_file(self.log_path.with_name(self.log_path.stem + ".settings.json"), now, logs,
+                      str(self.log_path), "the log and its settings file")
 
     def done(self) -> dict[str, dict]:
         out = {}

@@ -40,6 +40,7 @@ from genrec.data.dataset import Example
 from genrec.data.source import DatasetSource
 from genrec.errors import ConfigError
 from genrec.fusion import TUNING_SPLIT, FusionSettings, candidates, fuse, tune
+from genrec.log_key import check_settings_file
 from genrec.metrics import (
     evaluate_ranking,
     expected_metrics,
@@ -88,21 +89,8 @@ def check_log_key(out: Path, key: dict) -> None:
     """Refuse signal logs in ``out`` written under another setting (``key``: dataset, split,
     masking, bundle, generation settings), or without a key at all: their signals would be read
     back as this run's. The first run writes the key beside its logs."""
-    key = json.loads(json.dumps(key))  # as it reads back
-    path = out / LOG_KEY
     logs = sorted(p.name for p in out.glob("signals_*.jsonl") if p.stat().st_size)
-    if path.exists():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved != key:
-            differ = sorted(k for k in saved.keys() | key.keys() if saved.get(k) != key.get(k))
-            raise ConfigError(f"{out}: signal logs made under other settings ({', '.join(differ)}: "
-                              f"{ {k: saved.get(k) for k in differ} } in {path}, now { {k: key.get(k) for k in differ} }); "
-                              f"use another output_dir, or delete its signals_*.jsonl and {LOG_KEY} to start over")
-    elif logs:
-        raise ConfigError(f"{out}: signal logs ({', '.join(logs)}) without {LOG_KEY}, so what they were measured "
-                          f"on (dataset, split, masking, settings) is unknown; use another output_dir, or delete them")
-    else:
-        path.write_text(json.dumps(key) + "\n", encoding="utf-8")
+    check_settings_file(out / LOG_KEY, key, logs, f"{out}: signal logs", f"its signals_*.jsonl and {LOG_KEY}")
 
 
 def _read_log(path: Path) -> dict[str, dict]:

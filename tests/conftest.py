@@ -96,3 +96,26 @@ def titles_template(folder: Path):
     path.write_text('name: titles\nattributes:\n  - {field: title, prefix: ""}\nhistory_label: "Bought:\\n"\n'
                     'item_label: "- "\nsuffix: "Next:\\n"\nterminator: "\\n"\n', encoding="utf-8")
     return PromptTemplate.load(path)
+
+
+def kill_after_first_epoch(proc, last: Path, timeout: float = 300) -> None:
+    """SIGKILL a training subprocess (no clean-up) once its resumable ``last`` checkpoint holds an
+    epoch >= 1; fails when the run ended first (give it more epochs)."""
+    import signal
+    import time
+
+    import torch
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists():
+            try:
+                if torch.load(last, weights_only=False)["epoch"] >= 1:
+                    break
+            except Exception:  # caught mid-rename: try again
+                pass
+        time.sleep(0.05)
+    killed = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert killed, "the run ended before it could be killed; give it more epochs"

@@ -4,12 +4,6 @@ repeats exactly, also after a kill."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +12,10 @@ import torch
 
 from genrec.errors import ConfigError
 from genrec.esr.hllm import HLLM, HLLMConfig, empty_blocks, lm_blocks, load_base, lower_token_states
-from genrec.esr.sasrec import attention_mask
+from genrec.esr.sequence_encoder import attention_mask
 from tests.conftest import save_tiny_llama
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "finetune" / "train_esr.py"
 TEXTS = ["Nitrile gloves, box of 100", "Digital caliper 150 mm stainless", "Lab beaker set borosilicate glass",
          "pH test strips"]
 
@@ -155,59 +148,25 @@ def test_bad_settings_name_the_field():
         HLLMConfig(user_layers=0)
 
 
-# -- the script: serving, determinism and resume on the demo data --------------------------------
-ARGS = ["--config", str(REPO / "finetune/configs/esr_demo.yaml"), "model=hllm", "hllm.item_tower=tuned",
-        "hllm.hidden=16", "hllm.item_max_tokens=24", "encoder.kind=sentence-transformers",
-        "encoder.model=all-MiniLM-L6-v2", "train.epochs=4", "train.patience=100"]
-
-
-def _run(out: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONHASHSEED": "random"}
-    return subprocess.Popen([sys.executable, str(SCRIPT), *ARGS, f"output_dir={out}", *extra], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def _finish(proc: subprocess.Popen) -> None:
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-2000:]
-
-
-def _outcome(out: Path) -> tuple[dict, list[dict]]:
-    res = json.loads((out / "results.json").read_text())
-    log = json.loads((out / "checkpoints" / "train_log.json").read_text())
-    return res["test"], [{k: v for k, v in r.items() if not k.endswith("_s")} for r in log["history"]]
-
-
-def test_hllm_repeats_exactly_resumes_after_a_kill_and_serves_its_test_scores(tmp_path):
-    from genrec.data.demo import demo_dataset
+# -- serving: the saved scorer ranks as the trained model did -----------------------------------
+def test_a_trained_hllm_serves_its_test_scores_through_the_saved_scorer(tmp_path):
+    """The saved scorer (no encoder, no token states: the item cache and the blocks' weights) ranks
+    the test users exactly as the run's own evaluation did. (Determinism and resume after a kill:
+    tests/test_esr_determinism.py.)"""
+    from genrec.config import load_config
     from genrec.data.preprocess import leave_one_out
+    from genrec.esr.pipeline import FallbackSettings, train_and_test
     from genrec.esr.scorer import FallbackScorer
     from genrec.esr.trainer import evaluate
 
-    _finish(_run(tmp_path / "a"))
-    proc = _run(tmp_path / "c")
-    last = tmp_path / "c" / "checkpoints" / "last.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if last.exists():
-            try:
-                if torch.load(last, weights_only=False)["epoch"] >= 1:
-                    break
-            except Exception:  # caught mid-rename: try again
-                pass
-        time.sleep(0.05)
-    killed = proc.poll() is None
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    assert killed, "the run ended before it could be killed; give it more epochs"
-    _finish(_run(tmp_path / "c"))
-    test_a, hist_a = _outcome(tmp_path / "a")
-    test_c, hist_c = _outcome(tmp_path / "c")
-    assert test_a == test_c and hist_a == hist_c and len(hist_a) == 4
-    # the saved scorer (no encoder, no token states) ranks the test users exactly as the run did
-    ds = demo_dataset("electronics")
-    split = leave_one_out(ds)
-    scorer = FallbackScorer.load(tmp_path / "a" / "scorer", ds.catalog)
-    opt, _ = evaluate(scorer, split.test)
+    cfg = load_config(FallbackSettings, REPO / "finetune/configs/esr_demo.yaml",
+                      ["model=hllm", "hllm.item_tower=tuned", "hllm.hidden=16", "hllm.item_max_tokens=24",
+                       "encoder.kind=sentence-transformers", "encoder.model=all-MiniLM-L6-v2", "train.epochs=2",
+                       f"output_dir={tmp_path / 'run'}"])
+    result = train_and_test(cfg)
+    ds = cfg.dataset.load()
+    scorer = FallbackScorer.load(tmp_path / "run" / "scorer", ds.catalog)
+    opt, pes = evaluate(scorer, leave_one_out(ds).test)
     ndcg = float(np.mean(np.where(opt <= 10, 1 / np.log2(opt + 1), 0.0)))
-    assert ndcg == pytest.approx(test_a["overall"]["opt"]["ndcg@10"], abs=1e-9)
+    assert ndcg == pytest.approx(result["test"]["overall"]["opt"]["ndcg@10"], abs=1e-9)
+    assert np.array_equal(opt, pes)  # continuous scores: no ties

@@ -148,7 +148,7 @@ def test_a_log_from_another_setting_is_refused_not_read_back(tmp_path, change, n
 def test_a_log_without_its_key_is_refused(tmp_path):
     ranker = _ranker(tmp_path, _Streams(), {"split": "test"})
     ranker.log_path.write_text(json.dumps({"user": "u2", "target": 5, "opt": 7, "pes": 7}) + "\n")
-    with pytest.raises(ConfigError, match="without its settings file ranks_calrec.settings.json"):
+    with pytest.raises(ConfigError, match="without their settings file ranks_calrec.settings.json"):
         ranker.run(tiny_split().test, mask_history=True)
 
 

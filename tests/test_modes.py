@@ -342,7 +342,7 @@ def test_mode_evaluation_tunes_on_valid_and_resumes(bundle, tmp_path):
         assert "best_on_these_users" not in fused
     # the same folder under another split or masking is refused, its logs left as they were
     for change in ({"split": "test", "tune_fusion": False}, {"mask_history": False}):
-        with pytest.raises(ConfigError, match=f"signal logs made under other settings \\({next(iter(change))}"):
+        with pytest.raises(ConfigError, match=f"signal logs: logged under other settings \\({next(iter(change))}"):
             run_mode_evaluation(dataclasses.replace(cfg, **change))
     assert lines == {m: (tmp_path / "out" / f"signals_{m}.jsonl").read_text().count("\n") for m in cfg.modes}
 
