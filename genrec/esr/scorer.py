@@ -213,7 +213,7 @@ class PopularityScorer(_Base):
         for h in histories:
             seen = set(self._known(h)) if exclude_history else set()
             picked = []
-            for i in self._order:
+            for i in self._order[:k + len(seen)]:  # k unseen items are among the first k + |seen|
                 if int(i) not in seen:
                     picked.append((int(i), float(self.counts[i])))
                     if len(picked) == k:
