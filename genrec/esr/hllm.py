@@ -283,7 +283,7 @@ class HLLM(FallbackModel):
                 raise ValueError("the tuned item tower needs the encoder's top blocks")
             self.tower = tower
             self.item_proj = nn.Linear(tower.config.hidden_size, d)
-            # the tower's output for every item: what serving and the softmax's negatives read
+            # the tower's output for every item, kept with the weights: what evaluation and serving read
             self.register_buffer("item_cache", torch.zeros(num_items + 1, d))
             self._tokens = token_states  # (states, mask), not saved: only training re-encodes items
             self._stale = True
