@@ -11,8 +11,6 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ from genrec.live_catalog import LIVE_DIR, PAUSE_ENV, STATE, CatalogChangeError, 
 from genrec.recommender import MODES, PATH_FALLBACK, PATH_GENERATIVE, RecommenderSettings
 from tests.test_bundle import tiny_model  # noqa: F401  (a fixture)
 from tests.test_esr_train_script import _script
-from tests.test_server import free_port, wait_healthy
+from tests.test_server import start_server_process, start_thread_server, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-admin-token"
@@ -270,28 +268,13 @@ def test_cli_changes_a_written_bundle(tmp_path, tiny_model, capsys):  # noqa: F8
 
 
 # -- a running server ----------------------------------------------------------------------------
-def thread_server(bundle: Bundle, generator, admin_token: str | None):
-    import uvicorn
-
-    from genrec.server import create_app
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(bundle, generator=generator, admin_token=admin_token),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, None, None, timeout=120)
-    return url, server, thread
-
-
 def test_server_adds_withdraws_and_keeps_changes_across_a_restart(tmp_path, tiny_model, llmesr_scorer):  # noqa: F811
     path = make_bundle(tmp_path / "b", tiny_model, fallback=llmesr_scorer)
     bundle = Bundle.load(path)
     ids = [it.item_id for it in bundle.catalog]
     history = [ids[3], ids[17], ids[5]]  # the stand-in LLM writes the title of ids[5]
     twin = dict(bundle.catalog[5].to_dict(), item_id="twin-5")  # a new item whose text matches the history
-    url, server, thread = thread_server(bundle, TitleWriter(), TOKEN)
+    url, server, thread = start_thread_server(bundle, 120, generator=TitleWriter(), admin_token=TOKEN)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
         with httpx.Client(timeout=60) as c:
@@ -327,7 +310,7 @@ def test_server_adds_withdraws_and_keeps_changes_across_a_restart(tmp_path, tiny
         server.should_exit = True
         thread.join(30)
     again = Bundle.load(path)  # a restart: both changes are there
-    url, server, thread = thread_server(again, TitleWriter(), None)
+    url, server, thread = start_thread_server(again, 120, generator=TitleWriter())
     try:
         with httpx.Client(timeout=60) as c:
             assert c.get(url + "/items/twin-5").json()["withdrawn"] is True
@@ -346,7 +329,7 @@ def test_a_request_in_flight_finishes_on_the_catalog_it_started_with(tmp_path, t
     ids = [it.item_id for it in bundle.catalog]
     body = {"history": [ids[3], ids[5]], "k": 5}
     gen = TitleWriter()
-    url, server, thread = thread_server(bundle, gen, TOKEN)
+    url, server, thread = start_thread_server(bundle, 120, generator=gen, admin_token=TOKEN)
     try:
         top = httpx.post(url + "/recommend", json=body, timeout=60).json()["items"][0]["item_id"]
         gen.seconds = 3.0  # the next request generates for 3 s
@@ -368,20 +351,6 @@ def test_a_request_in_flight_finishes_on_the_catalog_it_started_with(tmp_path, t
         thread.join(30)
 
 
-def _serve_process(bundle: Path, tmp: Path, env: dict) -> tuple[subprocess.Popen, str, Path]:
-    port = free_port()
-    log = tmp / f"server-{port}.log"
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, str(REPO / "inference" / "serve.py"), f"bundle={bundle}",
-                                 f"port={port}", "log_level=warning", "backend=hf", "log_dir="],
-                                stdout=f, stderr=subprocess.STDOUT, cwd=str(tmp),
-                                env=dict(os.environ, PYTHONPATH=path, **env))
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, proc, log, timeout=240)
-    return proc, url, log
-
-
 def test_a_server_killed_during_a_1000_item_change_leaves_all_or_none_of_it(tmp_path, tiny_model):  # noqa: F811
     path = make_bundle(tmp_path / "b", tiny_model)
     batch = [{"item_id": f"kill-{i:04d}", "title": f"Kill Test Gadget {i}", "brand": "Acme"} for i in range(1000)]
@@ -389,7 +358,8 @@ def test_a_server_killed_during_a_1000_item_change_leaves_all_or_none_of_it(tmp_
     # 1) killed while the batch file is written and the state not yet switched: none of it
     # 2) killed after the answer: all of it
     for pause, wait_answer in ((60, False), (0, True)):
-        proc, url, log = _serve_process(path, tmp_path, {"GENREC_ADMIN_TOKEN": TOKEN, PAUSE_ENV: str(pause)})
+        proc, url, _ = start_server_process(path, tmp_path, "backend=hf", "log_dir=", timeout=240,
+                                           env={"GENREC_ADMIN_TOKEN": TOKEN, PAUSE_ENV: str(pause)})
         try:
             done: dict = {}
 
@@ -437,18 +407,10 @@ def test_vllm_server_grounds_on_added_items_and_never_on_withdrawn_ones(tmp_path
     path = server_bundle(tmp_path / "b", smollm2_dir, "vllm", n_gen=3, max_new_tokens=24,
                          admission={"enabled": False})
     ids = [it.item_id for it in Bundle.load(path).catalog]
-    port = free_port()
-    log = tmp_path / "server.log"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
-               VLLM_CPU_KVCACHE_SPACE="1", GENREC_ADMIN_TOKEN=TOKEN)
-    with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, str(REPO / "inference" / "serve.py"), f"bundle={path}",
-                                 f"port={port}", "log_level=warning", "log_dir="], stdout=f,
-                                stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path))
-    url = f"http://127.0.0.1:{port}"
+    proc, url, _ = start_server_process(path, tmp_path, "log_dir=",
+                                        env={"VLLM_CPU_KVCACHE_SPACE": "1", "GENREC_ADMIN_TOKEN": TOKEN})
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
-        wait_healthy(url, proc, log)
         with httpx.Client(timeout=300) as c:
             twins = [dict(c.get(url + f"/items/{i}").json(), item_id=f"twin-{i}") for i in ids]
             for t in twins:
@@ -467,9 +429,4 @@ def test_vllm_server_grounds_on_added_items_and_never_on_withdrawn_ones(tmp_path
                 a = c.post(url + "/recommend", json={"history": h, "k": 10, "budget_ms": 120000}).json()
                 assert not any(it["item_id"].startswith("twin-") for it in a["items"]), a
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

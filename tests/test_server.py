@@ -65,6 +65,38 @@ def wait_healthy(url: str, proc: subprocess.Popen | None, log: Path | None, time
     pytest.fail(f"server not healthy after {timeout} s:\n{log.read_text()[-4000:] if log else ''}")
 
 
+
+def start_server_process(bundle: Path, cwd: Path, *args: str, env: dict | None = None,
+                         timeout: float = 400) -> tuple[subprocess.Popen, str, Path]:
+    """``inference/serve.py`` on ``bundle`` in a subprocess on a free port (``args``: more
+    settings, ``env``: more environment), once healthy: (process, url, log file). A server that
+    never gets healthy is stopped before the failure is raised."""
+    port = free_port()
+    log = cwd / f"server-{port}.log"
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, str(REPO / "inference" / "serve.py"), f"bundle={bundle}",
+                                 f"port={port}", "log_level=warning", *args], stdout=f, stderr=subprocess.STDOUT,
+                                cwd=str(cwd), env=dict(os.environ, PYTHONPATH=path, **(env or {})))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, log, timeout)
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc, url, log
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within a minute."""
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 # -- the request mix -------------------------------------------------------------------------
 def request_mix(ids: list[str], n: int, seed: int = 0) -> list[dict]:
     """n requests: (kind, how to send it, what must come back)."""
@@ -196,25 +228,11 @@ def vllm_server(tmp_path_factory, smollm2_dir):
     # which admission control would mostly spare them; bench/serve_load.py runs it switched on.
     bundle = make_bundle(tmp / "bundle", smollm2_dir, "vllm", n_gen=2, max_new_tokens=8,
                          admission={"enabled": False})
-    port = free_port()
-    log = tmp / "server.log"
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    env = dict(os.environ, PYTHONPATH=path, VLLM_CPU_KVCACHE_SPACE="1")
-    with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, str(REPO / "inference" / "serve.py"), f"bundle={bundle}",
-                                 f"port={port}", "log_level=warning"], stdout=f, stderr=subprocess.STDOUT, env=env,
-                                cwd=str(tmp))
-    url = f"http://127.0.0.1:{port}"
+    proc, url, _ = start_server_process(bundle, tmp, env={"VLLM_CPU_KVCACHE_SPACE": "1"})
     try:
-        wait_healthy(url, proc, log)
         yield url, Bundle.load(bundle)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.mark.slow
@@ -258,17 +276,20 @@ def test_vllm_tiny_budget_requests_alone_leave_nothing_running(vllm_server):
 
 
 # -- transformers ----------------------------------------------------------------------------
-def start_thread_server(bundle: Bundle):
+def start_thread_server(bundle: Bundle, timeout: float = 300, **app_kwargs):
+    """The app over ``bundle`` (``app_kwargs``: create_app's, e.g. a generator or the admin token)
+    served by uvicorn in a thread, once healthy: (url, server, thread)."""
     import uvicorn
 
     from genrec.server import create_app
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(bundle), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(bundle, **app_kwargs), host="127.0.0.1", port=port,
+                                           log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, None, None, timeout=300)
+    wait_healthy(url, None, None, timeout=timeout)
     return url, server, thread
 
 
