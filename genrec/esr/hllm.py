@@ -346,19 +346,19 @@ class HLLM(FallbackModel):
             self.tower.eval()
         return self
 
+    def _catalog(self, batch: int = 512) -> torch.Tensor:
+        """The tower's output for every item [N+1, hidden] (row 0 = padding), ``batch`` items at a time."""
+        rows = torch.arange(1, self.num_items + 1)
+        return torch.cat([torch.zeros(1, self.cfg.hidden)] +
+                         [self._tower(rows[i:i + batch]) for i in range(0, self.num_items, batch)])
+
     @torch.no_grad()
-    def refresh_items(self, batch: int = 256) -> None:
-        """Recompute every item's tower output into ``item_cache`` (no gradient, no dropout)."""
+    def refresh_items(self) -> None:
+        """Recompute every item's tower output into ``item_cache`` (no gradient; the tower never drops out)."""
         if self.cfg.item_tower != "tuned" or self._tokens is None:
             return
-        was = self.training
-        self.eval()
-        rows = torch.arange(1, self.num_items + 1)
-        for start in range(0, self.num_items, batch):
-            part = rows[start:start + batch]
-            self.item_cache[part] = self._tower(part)
+        self.item_cache.copy_(self._catalog())
         self._stale = False
-        self.train(was)
 
     def _text_table(self, grad: bool = False) -> torch.Tensor:
         """The text part of every item's vector [N+1, hidden]; ``grad``: the tuned tower encodes the
@@ -370,9 +370,7 @@ class HLLM(FallbackModel):
             if self._stale and self._tokens is not None:
                 self.refresh_items()
             return self.item_cache
-        rows = torch.arange(1, self.num_items + 1)
-        out = torch.cat([torch.zeros(1, self.cfg.hidden)] +
-                        [self._tower(rows[i:i + 512]) for i in range(0, len(rows), 512)])
+        out = self._catalog()
         with torch.no_grad():
             self.item_cache.copy_(out.detach())
         return out

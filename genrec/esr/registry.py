@@ -50,12 +50,6 @@ def _load_dual_view(config: dict, num_items: int, shapes: dict) -> DualViewModel
     return model
 
 
-def _texts(settings, catalog) -> list[str]:
-    """The item prompts HLLM's tuned item tower reads (LLM-ESR's item template); the LLM user model
-    measures the scale of its hidden states on them."""
-    return item_texts(catalog)
-
-
 def _counts(train: dict[str, list[int]], num_items: int) -> np.ndarray:
     from genrec.data.groups import item_popularity
 
@@ -81,7 +75,9 @@ MODELS: dict[str, ModelEntry] = {e.name: e for e in [
                load_pad),
     ModelEntry("hllm", "HLLM / BAHE: a trained item tower over item text, a causal LM's blocks as the user model",
                lambda s: s.hllm.item_tower == "frozen",
-               lambda s, n, vecs, train, cat: build_hllm(s.hllm, n, vecs, _texts(s, cat), s.encoder.model),
+               # the item prompts (LLM-ESR's template): the tuned tower reads them, the LLM user model
+               # measures the scale of its hidden states on them
+               lambda s, n, vecs, train, cat: build_hllm(s.hllm, n, vecs, item_texts(cat), s.encoder.model),
                load_hllm),
 ]}
 NAMES = (*MODELS, "popularity")
