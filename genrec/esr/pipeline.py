@@ -181,14 +181,20 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
     return _test_result(cfg, ds, split, cold, scorer, summary, sequential, out)
 
 
+def _rank_test(scorer, split, n_items: int, mask_history: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(optimistic ranks, pessimistic ranks, report overall and by head/tail group) of the test split."""
+    opt, pes = evaluate(scorer, split.test, mask_history=mask_history)
+    report = evaluate_ranking(opt, pes, [e.user for e in split.test], [e.target for e in split.test],
+                              head_users(split.train), head_items(split.train, n_items))
+    return opt, pes, report
+
+
 def _test_result(cfg: FallbackSettings, ds, split, cold, scorer, summary: dict, sequential: bool, out: Path) -> dict:
     """The results dict of a saved scorer: test ranking overall, by user and item group, and by
     cold / warm target under the cold-item protocol."""
     n_items = len(ds.catalog)
     t_eval = time.perf_counter()
-    opt, pes = evaluate(scorer, split.test, mask_history=cfg.mask_history)
-    report = evaluate_ranking(opt, pes, [e.user for e in split.test], [e.target for e in split.test],
-                              head_users(split.train), head_items(split.train, n_items))
+    opt, pes, report = _rank_test(scorer, split, n_items, cfg.mask_history)
     summary["test_eval_s"] = round(time.perf_counter() - t_eval, 1)
     result = {"model": cfg.model, "loss": cfg.train.loss.kind if cfg.model not in UNTRAINED else None,
               "sequential": sequential,
@@ -234,7 +240,5 @@ def test_report(cfg: FallbackSettings, mask_history: bool) -> dict:
     ds = cfg.dataset.load()
     split, _ = cold_split(ds, cfg.cold)
     scorer = load_scorer(cfg, Path(cfg.output_dir) / "scorer", ds.catalog)
-    opt, pes = evaluate(scorer, split.test, mask_history=mask_history)
-    return evaluate_ranking(opt, pes, [e.user for e in split.test], [e.target for e in split.test],
-                            head_users(split.train), head_items(split.train, len(ds.catalog)))
+    return _rank_test(scorer, split, len(ds.catalog), mask_history)[2]
 
