@@ -292,12 +292,13 @@ class MaskedPopularity(PopularityScorer):
         self.num_items = len(self.counts)
         self._order = order
 
-    @staticmethod
-    def order_of(base_order: np.ndarray, n_total: int, blocked: np.ndarray) -> np.ndarray:
-        """The ranking after appending items of count 0 (they follow every base item: the lowest
-        count, the highest indices), less the blocked: O(N), where sorting again took 0.08 s at 1M."""
-        order = np.concatenate([base_order, np.arange(len(base_order), n_total)])
-        return order[~blocked[order]]
+    @classmethod
+    def over(cls, base: PopularityScorer, counts: np.ndarray, blocked: np.ndarray) -> MaskedPopularity:
+        """``base``'s ranking with the items added since appended at count 0 (they follow every base
+        item: the lowest count, the highest indices), less the ``blocked``: O(N), where sorting
+        ``counts`` again took 0.08 s at 1M."""
+        order = np.concatenate([base._order, np.arange(base.num_items, len(counts))])
+        return cls(counts, order[~blocked[order]])
 
 
 class LiveFallbackScorer:
@@ -517,7 +518,6 @@ class LiveCatalog:
         self._write = threading.Lock()
         self._semantic_cache: dict[tuple[int, str], np.ndarray] = {}
         self._vector_cache: dict[tuple[int, str], np.ndarray] = {}
-        self._pop_order: np.ndarray | None = None
         self._pace: Callable[[], None] = _no_pace
         self.batches: list[str] = []
         withdrawn = np.zeros(self.n_base, dtype=bool)
@@ -786,10 +786,7 @@ class LiveCatalog:
 
         base = self.base.fallback()
         if not hasattr(base, "model"):  # the popularity ranking
-            if self._pop_order is None:
-                self._pop_order = np.lexsort((np.arange(self.n_base), -np.asarray(self.base.popularity)))
-            return MaskedPopularity(snap.popularity, MaskedPopularity.order_of(self._pop_order, len(snap.catalog),
-                                                                                snap.withdrawn))
+            return MaskedPopularity.over(base, snap.popularity, snap.withdrawn)
         if not snap.changed.size and not snap.withdrawn.any():
             return base
         changed = snap.changed.tolist()
