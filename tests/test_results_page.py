@@ -17,7 +17,8 @@ MAX_LINES = 250
 # A decimal with at least three digits after the point: the precision at which a number is a
 # measurement someone could look up, not a setting (lr 1e-3, w 0.02) or a rounded ratio (1.13 x).
 NUMBER = re.compile(r"(?<![\w.])[-+\u2212]?(\d*\.\d{3,})(?![\d.])")
-# An entry labelled by who ran it rather than when: "the ninth session", "this session's run".
+# An entry labelled by the work period that produced it (an ordinal, or "this", "last" ...) rather
+# than by its date and commit.
 SESSION_LABEL = re.compile(
     r"\b(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
     r"thirteenth|\d+(st|nd|rd|th)|this|that|previous|next|same|earlier|later|last)[- ]sessions?\b",
