@@ -1,6 +1,6 @@
 """Train a fallback model of the family, chosen by name, and evaluate it on the test split.
 
-``model``: sasrec | llmesr (the default fallback) | alpharec | darec | pad | popularity; one module
+``model``: sasrec | llmesr (the default fallback) | alpharec | darec | pad | hllm | unisrec | textknn | popularity; one module
 per model in ``genrec/esr/`` (``genrec.esr.registry`` lists them), all on the same trainer, ranking
 losses, item-vector cache, early stopping, resume and faiss scorer.
 

@@ -12,7 +12,8 @@ Two things make "training never sees a cold item" hold beyond the split itself:
   cold item's text is kept: LLM-ESR's semantic view (its adapter over the item's text vector,
   the treatment of :func:`genrec.esr.cold_items.cold_output_rows`), PAD's text expert, its aligned
   expert (recomputed from the text row and the shared ID row) and its frequency gate (count 0),
-  AlphaRec's MLP over the text (no graph edge, no ID row: nothing to replace). SASRec has only the
+  AlphaRec's MLP over the text (no graph edge, no ID row: nothing to replace), UniSRec's adapter
+  over the text (inductive: no ID row). SASRec has only the
   ID row, so every cold item gets the same shared embedding (Recformer's treatment).
 
 The filled rows are in the saved scorer, so serving and every later reading use the same treatment.
@@ -30,7 +31,7 @@ from genrec.esr.losses import RankingLoss
 
 # model name -> the attribute path of its ID embedding table (padded, row i+1 = catalog item i)
 ID_TABLES: dict[str, str | None] = {"sasrec": "e_co", "llmesr": "e_co", "darec": "backbone.e_co",
-                                    "pad": "e_id", "alpharec": None}
+                                    "pad": "e_id", "alpharec": None, "unisrec": "e_id"}
 
 
 def _warm_rows(num_items: int, cold: np.ndarray) -> torch.Tensor:
@@ -79,8 +80,8 @@ def id_table_name(model: FallbackModel) -> str | None:
         raise ConfigError(f"the cold-item protocol does not cover model {model.name!r} yet; "
                           f"covered: {', '.join(ID_TABLES)}")
     name = ID_TABLES[model.name]
-    if name is not None and model.name in ("sasrec", "llmesr") and not hasattr(model, "e_co"):
-        return None  # LLM-ESR with the semantic view only
+    if name is not None and not hasattr(model, name.split(".")[0]):
+        return None  # configured without ID rows (LLM-ESR's semantic view alone, inductive UniSRec)
     return name
 
 

@@ -58,7 +58,7 @@ def settings_for(exp: Experiment, seed: int, runs_dir: Path) -> FallbackSettings
 
 # Settings sections added after some runs were made, each read only by its own model: a saved run
 # without one was made with settings that did not have it, not with other values of it.
-LATER_SECTIONS = ("alpharec", "darec", "pad", "hllm", "textknn")
+LATER_SECTIONS = ("alpharec", "darec", "pad", "hllm", "textknn", "unisrec")
 
 
 def _same_settings(saved: dict, want: dict, ignore: tuple[str, ...] = ()) -> bool:
@@ -70,6 +70,8 @@ def _same_settings(saved: dict, want: dict, ignore: tuple[str, ...] = ()) -> boo
         saved = {**saved, "cold": {"id_rows": "mean", **saved["cold"]}}
     if "cold" not in saved and not want.get("cold", {}).get("fraction"):
         skip.add("cold")  # a run from before the cold-item protocol: every item warm, as the protocol off
+    if "transfer" not in saved and not want.get("transfer", {}).get("sources"):
+        skip.add("transfer")  # a run from before zero-shot transfer: trained on its own shop, as with none
     return {k: v for k, v in saved.items() if k not in skip} == {k: v for k, v in want.items() if k not in skip}
 
 

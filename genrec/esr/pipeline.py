@@ -20,6 +20,8 @@ from genrec.cache import cache_dir
 from genrec.config import to_dict
 from genrec.data.cold_split import ColdConfig, cold_split, cold_targets
 from genrec.data.groups import head_items, head_users
+from genrec.data.mixed import mix_datasets
+from genrec.data.preprocess import leave_one_out
 from genrec.data.source import DatasetSource
 from genrec.errors import ConfigError
 from genrec.esr.alpharec import AlphaRecConfig
@@ -42,6 +44,8 @@ from genrec.esr.registry import entry
 from genrec.esr.scorer import FallbackScorer, PopularityScorer
 from genrec.esr.text_knn import TextKNNConfig, TextKNNScorer
 from genrec.esr.trainer import TrainConfig, Trainer, evaluate, seed_all
+from genrec.esr.unisrec import UniSRecConfig
+from genrec.esr.zero_shot import TransferConfig, check_transferable, transfer
 from genrec.metrics import evaluate_ranking
 from genrec.run_record import run_record
 
@@ -51,12 +55,13 @@ log = logging.getLogger(__name__)
 @dataclass
 class FallbackSettings:
     dataset: DatasetSource = field(default_factory=lambda: DatasetSource(format="demo", name="electronics"))
-    model: str = "llmesr"  # sasrec | llmesr | alpharec | darec | pad | hllm | popularity (genrec.esr.registry)
+    model: str = "llmesr"  # sasrec | llmesr | alpharec | darec | pad | hllm | unisrec | popularity | textknn (genrec.esr.registry)
     esr: ESRConfig = field(default_factory=ESRConfig)  # LLM-ESR's architecture; its backbone part is SASRec's, DaRec's and PAD's
     alpharec: AlphaRecConfig = field(default_factory=AlphaRecConfig)  # AlphaRec's settings (model=alpharec)
     darec: DaRecConfig = field(default_factory=DaRecConfig)  # DaRec's alignment terms (model=darec)
     pad: PADConfig = field(default_factory=PADConfig)  # PAD's MMD and gate (model=pad)
     hllm: HLLMConfig = field(default_factory=HLLMConfig)  # item tower and LLM user model (model=hllm)
+    unisrec: UniSRecConfig = field(default_factory=UniSRecConfig)  # MoE text adapter, inductive or transductive (model=unisrec)
     textknn: TextKNNConfig = field(default_factory=TextKNNConfig)  # the text-kNN baseline's query (model=textknn)
     train: TrainConfig = field(default_factory=TrainConfig)  # optimisation, ranking loss, early stopping
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # item (and user) text encoder
@@ -65,6 +70,7 @@ class FallbackSettings:
     output_dir: str = "runs/esr"
     mask_history: bool = True  # history items excluded from the ranking (stated in every report)
     cold: ColdConfig = field(default_factory=ColdConfig)  # cold-item protocol (genrec.data.cold_split); off at 0
+    transfer: TransferConfig = field(default_factory=TransferConfig)  # zero-shot: train on other shops (genrec.esr.zero_shot)
 
 
 UNTRAINED = ("popularity", "textknn")  # no model of the registry: nothing to train
@@ -101,9 +107,14 @@ def train_and_test(cfg: FallbackSettings) -> dict:
     """
     if cfg.model not in UNTRAINED:
         entry(cfg.model)  # a ConfigError naming the known models
+    elif cfg.transfer.enabled:
+        raise ConfigError(f"model={cfg.model} trains nothing to transfer: run it on the tested shop itself "
+                          "(without transfer.sources)")
+    if cfg.transfer.enabled and cfg.cold.enabled:
+        raise ConfigError("transfer.sources (zero-shot) and cold.fraction (cold items) are separate protocols; set one")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with run_record(out, cfg, [cfg.dataset], {"train.seed": cfg.train.seed}) as rec:
+    with run_record(out, cfg, [*cfg.transfer.sources, cfg.dataset], {"train.seed": cfg.train.seed}) as rec:
         result = _train_and_test(cfg, out)
         rec.extra.update(test_ndcg10=result["test"]["overall"]["opt"]["ndcg@10"])
     result["run_record"] = str(out / "run.json")
@@ -111,9 +122,23 @@ def train_and_test(cfg: FallbackSettings) -> dict:
     return result
 
 
+def _cache(cfg: FallbackSettings, ds) -> Path:
+    return Path(cfg.cache) if cfg.cache else cache_dir() / "esr" / f"{ds.name}-{ds.catalog.fingerprint()}"
+
+
+def _text_vectors(cfg: FallbackSettings, shops: list, encoder) -> np.ndarray:
+    """The cached text vectors of each shop's items, concatenated in the shops' order (one shop:
+    its own; several: the rows of :func:`~genrec.data.mixed.mix_datasets`'s catalog)."""
+    return np.concatenate([item_embeddings(shop.catalog, encoder, _cache(cfg, shop)) for shop in shops])
+
+
 def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
-    ds = cfg.dataset.load()
+    target = cfg.dataset.load()
+    sources = [s.load() for s in cfg.transfer.sources]
+    ds = mix_datasets(sources) if sources else target  # what the model is trained on
     split, cold = cold_split(ds, cfg.cold)
+    if sources:
+        log.info("zero-shot: trained on %s, tested on %s", ds.name, target.name)
     log.info("%s; %d validation and %d test users", ds.stats_line(), len(split.valid), len(split.test))
     if len(cold):
         log.info("cold-item protocol: %d cold items (fraction %s, seed %d) out of training and validation",
@@ -127,20 +152,19 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
         scorer.save(out / "scorer")
     elif cfg.model == "textknn":
         encoder = make_encoder(cfg.encoder)
-        cache = Path(cfg.cache) if cfg.cache else cache_dir() / "esr" / f"{ds.name}-{ds.catalog.fingerprint()}"
-        vecs = postprocess(item_embeddings(ds.catalog, encoder, cache), cfg.encoder.postprocess, cfg.encoder.dims)
+        vecs = postprocess(_text_vectors(cfg, [ds], encoder), cfg.encoder.postprocess, cfg.encoder.dims)
         scorer = TextKNNScorer(vecs, cfg.textknn.query)
         scorer.save(out / "scorer")
         sequential = cfg.textknn.query != "mean"
     else:
         spec = entry(cfg.model)
         distill = cfg.model == "llmesr" and cfg.esr.distill
-        cache = Path(cfg.cache) if cfg.cache else cache_dir() / "esr" / f"{ds.name}-{ds.catalog.fingerprint()}"
+        cache = _cache(cfg, ds)
         item_vecs, similar = None, None
         if spec.needs_llm(cfg):
             encoder = make_encoder(cfg.encoder)
             t_emb = time.perf_counter()
-            item_vecs = raw_item_vecs = item_embeddings(ds.catalog, encoder, cache)
+            item_vecs = raw_item_vecs = _text_vectors(cfg, sources or [ds], encoder)
             summary["item_embedding_s"] = round(time.perf_counter() - t_emb, 1)
             if getattr(encoder, "tokens", 0):  # 0 on a cache hit
                 summary["item_encoding"] = {"texts": encoder.calls, "tokens": encoder.tokens,
@@ -161,6 +185,8 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
         seed_all(cfg.train.seed, cfg.train.threads)  # the initial weights are part of a seeded run
         model = spec.build(cfg, n_items, item_vecs, split.train, ds.catalog)
         sequential = model.sequential
+        if sources:
+            check_transferable(model)  # before any training: a model with ID rows cannot move
         log.info("%s: %d trainable parameters", cfg.model, sum(p.numel() for p in model.parameters() if p.requires_grad))
         trainer = Trainer(model, split.train, split.valid, cfg.train, out / "checkpoints", similar)
         if len(cold):  # the loss never sees a cold item, not even as a negative (genrec.esr.cold_protocol)
@@ -169,6 +195,12 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
         summary.update({k: v for k, v in fit.items() if k != "history"})
         if len(cold):  # no untrained random ID row ever scores (genrec.esr.cold_protocol)
             summary["cold_rows_filled"] = fill_cold_rows(model, cold, cfg.cold.id_rows)
+        if sources:  # the trained model, over the tested shop's item texts (genrec.esr.zero_shot)
+            raw_item_vecs = _text_vectors(cfg, [target], encoder)
+            transfer(model, postprocess(raw_item_vecs, cfg.encoder.postprocess, cfg.encoder.dims))
+            summary["transfer"] = {"trained_on": ds.name, "train_users": len(split.train),
+                                   "train_items": len(ds.catalog), "valid_examples": len(split.valid)}
+            ds, split = target, leave_one_out(target)
         scorer = FallbackScorer(model, meta={"model": cfg.model, "loss": cfg.train.loss.kind, "dataset": ds.name,
                                              "sequential": model.sequential,
                                              "catalog_fingerprint": ds.catalog.fingerprint()})

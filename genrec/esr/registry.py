@@ -1,4 +1,4 @@
-"""The fallback family by name: ``model: sasrec | llmesr | alpharec | darec | pad | hllm | popularity``.
+"""The fallback family by name: ``model: sasrec | llmesr | alpharec | darec | pad | hllm | unisrec | popularity``.
 
 One entry per model says whether it reads the cached LLM item vectors, how to build it from the
 training settings (:class:`~genrec.esr.pipeline.FallbackSettings`) and how to rebuild it from a
@@ -23,6 +23,7 @@ from genrec.esr.hllm import build_hllm, load_hllm
 from genrec.esr.llmesr import DualViewModel, ESRConfig
 from genrec.esr.pad import PAD, PADModelConfig, load_pad
 from genrec.esr.sasrec import build_sasrec, sasrec_config
+from genrec.esr.unisrec import UniSRec, load_unisrec
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ MODELS: dict[str, ModelEntry] = {e.name: e for e in [
                # measures the scale of its hidden states on them
                lambda s, n, vecs, train, cat: build_hllm(s.hllm, n, vecs, item_texts(cat), s.encoder.model),
                load_hllm),
+    ModelEntry("unisrec", "UniSRec: item text through a MoE of whitening adapters, SASRec over it (Hou et al. 2022)",
+               lambda s: True, lambda s, n, vecs, train, cat: UniSRec(s.unisrec, n, vecs), load_unisrec),
 ]}
 NAMES = (*MODELS, "popularity")
 
