@@ -10,7 +10,8 @@ then the optimistic and pessimistic NDCG@10 that bound it, expected Recall@10 an
 (RecBole's truncated MRR), users and seeds; ``n_empty`` (users whose generation grounded to
 nothing) where rows count it, and the date and commit a row was written at where rows have them.
 A row measured with ties before the expected value was kept shows its bounds instead.
-``--groups``: expected NDCG@10 by head/tail users and items.
+``--groups``: expected NDCG@10 by head/tail users and items. ``--cold``: the cold-item protocol's
+table (cold-target, warm-target and all events) of the datasets whose rows have it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genrec.ledger import format_entries, format_groups, read_ledger  # noqa: E402
+from genrec.ledger import format_cold, format_entries, format_groups, read_ledger  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="", help="one dataset (default: all)")
     parser.add_argument("--methods", default="", help="comma-separated methods, in this order (default: all)")
     parser.add_argument("--groups", action="store_true", help="NDCG@10 by head/tail users and items instead")
+    parser.add_argument("--cold", action="store_true", help="NDCG@10 on cold- and warm-target events instead")
     args = parser.parse_args(argv)
     ledger = read_ledger(args.ledger)
     if not ledger:
@@ -39,9 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.dataset and dataset != args.dataset:
             continue
         names = [m for m in args.methods.split(",") if m in methods] if args.methods else list(methods)
-        print(f"### {dataset}\n")
         chosen = {m: methods[m] for m in names}
-        print(format_groups(chosen) if args.groups else format_entries(chosen))
+        if args.cold and not any("ndcg@10_cold" in e for e in chosen.values()):
+            continue
+        print(f"### {dataset}\n")
+        print(format_cold(chosen) if args.cold else format_groups(chosen) if args.groups else format_entries(chosen))
         print()
     return 0
 

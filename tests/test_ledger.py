@@ -244,3 +244,18 @@ def test_ledger_report_prints_the_expected_value_first_per_dataset(tmp_path, cap
     assert toy[2].endswith("| users | seeds | n_empty | date | commit |")
     assert toy[4].startswith("| old | — (in [0.0300, 0.0500], re-measure) | 0.0500 | 0.0300 | — | — | 9 | 1 | — |")
     assert toy[5].startswith("| qrr | 0.0695 | 0.0700 | 0.0690 | 0.1400 | 0.0560 | 100 | 1 | 3 | 20")
+
+
+def test_cold_table_shows_cold_warm_and_all_events_and_skips_rows_without_them():
+    from genrec.ledger import format_cold
+
+    row = {"ndcg@10_expected": 0.0679, "ndcg@10_cold": 0.0706, "ndcg@10_cold_ci95": 0.0124, "ndcg@10_warm": 0.0674,
+           "ndcg@10_warm_ci95": 0.0051, "recall@10_cold": 0.1023, "n_cold": [1204, 1330, 1294],
+           "n_warm": [7113, 6987, 7023], "seeds": [0, 1, 2], "date": "2026-12-06", "commit": "abc"}
+    table = format_cold({"textknn_last": row, "plain": {"ndcg@10_expected": 0.08, "seeds": [1]},
+                         "one": {**row, "n_cold": 1204, "n_warm": 7113, "seeds": [0]}}).splitlines()
+    assert table[0].startswith("| method | NDCG@10 cold ± 95% | NDCG@10 warm ± 95% | NDCG@10 all | R@10 cold |")
+    assert table[2] == ("| textknn_last | 0.0706 ± 0.0124 | 0.0674 ± 0.0051 | 0.0679 | 0.1023 | 1204–1330 | "
+                        "6987–7113 | 3 | 2026-12-06 | abc |")
+    assert table[3].startswith("| one | 0.0706 ± 0.0124 | 0.0674 ± 0.0051 | 0.0679 | 0.1023 | 1204 | 7113 | 1 |")
+    assert len(table) == 4  # the row without cold keys is left out
