@@ -31,6 +31,7 @@ from genrec.data.preprocess import dedup_consecutive, leave_one_out
 from genrec.errors import ConfigError
 
 ID_ROWS = ("mean", "text")
+NEW_ITEM_SCORES = ("raw", "calibrated", "text_fused")  # genrec.esr.new_item_scores
 
 
 @dataclass
@@ -38,12 +39,15 @@ class ColdConfig:
     fraction: float = 0.0  # share of the catalog held out of training (0 = the normal split)
     seed: int = 0  # which items are cold
     id_rows: str = "mean"  # a cold item's ID row after training: mean (of trained rows) | text (mapped from its text)
+    scores: str = "raw"  # raw | calibrated (cold items standardised as their own source) | text_fused (+ text-kNN)
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.fraction) < 1.0:
             raise ConfigError(f"cold.fraction must be in [0, 1), got {self.fraction}")
         if self.id_rows not in ID_ROWS:
             raise ConfigError(f"cold.id_rows must be one of {', '.join(ID_ROWS)}, got {self.id_rows!r}")
+        if self.scores not in NEW_ITEM_SCORES:
+            raise ConfigError(f"cold.scores must be one of {', '.join(NEW_ITEM_SCORES)}, got {self.scores!r}")
 
     @property
     def enabled(self) -> bool:

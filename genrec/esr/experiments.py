@@ -67,7 +67,7 @@ def _same_settings(saved: dict, want: dict, ignore: tuple[str, ...] = ()) -> boo
     # a model section another model's run carries is not read by it: a change there is no change of the run
     skip = set(ignore) | {k for k in LATER_SECTIONS if saved.get("model") != k}
     if isinstance(saved.get("cold"), dict):  # runs from before cold.id_rows filled the rows with the mean
-        saved = {**saved, "cold": {"id_rows": "mean", **saved["cold"]}}
+        saved = {**saved, "cold": {"id_rows": "mean", "scores": "raw", **saved["cold"]}}
     if "cold" not in saved and not want.get("cold", {}).get("fraction"):
         skip.add("cold")  # a run from before the cold-item protocol: every item warm, as the protocol off
     if "transfer" not in saved and not want.get("transfer", {}).get("sources"):
@@ -110,23 +110,27 @@ def run_one(settings: FallbackSettings, runs_dir: Path | None = None) -> dict:
             return done
     source = _other_cold_rows(want, runs_dir)
     if source is not None:
-        log.info("%s: the run %s with cold.id_rows=%s; scoring it again", out, source["scorer_dir"],
-                 settings.cold.id_rows)
+        log.info("%s: the run %s with cold.id_rows=%s, cold.scores=%s; scoring it again", out, source["scorer_dir"],
+                 settings.cold.id_rows, settings.cold.scores)
         return rescore_cold(settings, source)
     return train_and_test(settings)
 
 
+COLD_TREATMENT = ("id_rows", "scores")  # cold-item settings applied after training (genrec.esr.cold_protocol)
+
+
 def _other_cold_rows(want: dict, runs_dir: Path | None) -> dict | None:
-    """A finished run under ``runs_dir`` that differs from ``want`` only in ``cold.id_rows`` (the
-    post-training treatment of cold items), or None."""
+    """A finished run under ``runs_dir`` that differs from ``want`` only in how cold items are
+    treated after training (``cold.id_rows``, ``cold.scores``), or None: the same trained model."""
     cold = want.get("cold") or {}
     if not runs_dir or not cold.get("fraction"):
         return None
     for other in sorted(runs_dir.glob("*/seed*/results.json")):
         done = json.loads(other.read_text())
-        saved = done.get("settings", {})
-        rows = (saved.get("cold") or {}).get("id_rows")
-        if rows and rows != cold.get("id_rows") and _same_run(saved, {**want, "cold": {**cold, "id_rows": rows}}):
+        saved = {"id_rows": "mean", "scores": "raw", **(done.get("settings", {}).get("cold") or {})}
+        treatment = {k: saved[k] for k in COLD_TREATMENT}
+        if treatment != {k: cold.get(k) for k in COLD_TREATMENT} and _same_run(
+                done.get("settings", {}), {**want, "cold": {**cold, **treatment}}):
             return done
     return None
 

@@ -39,6 +39,7 @@ from genrec.esr.embeddings import (
 from genrec.esr.hllm import HLLMConfig
 from genrec.esr.index import similar_users
 from genrec.esr.llmesr import ESRConfig
+from genrec.esr.new_item_scores import NewItemScorer, choose_weight
 from genrec.esr.pad import PADConfig
 from genrec.esr.registry import entry
 from genrec.esr.scorer import FallbackScorer, PopularityScorer
@@ -80,6 +81,8 @@ def load_scorer(cfg: FallbackSettings, directory: Path, catalog) -> FallbackScor
     """The scorer a finished run saved in ``directory``."""
     if cfg.model == "popularity":
         return PopularityScorer.load(directory)
+    if NewItemScorer.saved_in(directory):
+        return NewItemScorer.load(directory, catalog)
     if cfg.model == "textknn":
         return TextKNNScorer.load(directory)
     return FallbackScorer.load(directory, catalog)
@@ -110,6 +113,9 @@ def train_and_test(cfg: FallbackSettings) -> dict:
     elif cfg.transfer.enabled:
         raise ConfigError(f"model={cfg.model} trains nothing to transfer: run it on the tested shop itself "
                           "(without transfer.sources)")
+    if cfg.cold.scores != "raw" and (not cfg.cold.enabled or cfg.model in UNTRAINED):
+        raise ConfigError(f"cold.scores={cfg.cold.scores} scores new items beside a trained model's: it needs "
+                          "cold.fraction > 0 and a trained model")
     if cfg.transfer.enabled and cfg.cold.enabled:
         raise ConfigError("transfer.sources (zero-shot) and cold.fraction (cold items) are separate protocols; set one")
     out = Path(cfg.output_dir)
@@ -204,6 +210,7 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
         scorer = FallbackScorer(model, meta={"model": cfg.model, "loss": cfg.train.loss.kind, "dataset": ds.name,
                                              "sequential": model.sequential,
                                              "catalog_fingerprint": ds.catalog.fingerprint()})
+        scorer = _new_item_scores(cfg, ds, split, cold, scorer, summary)
         scorer.save(out / "scorer")
         e_se = getattr(model, "e_se", None)
         if e_se is not None:  # how a new item's text reaches the model's semantic view (genrec.esr.cold_items)
@@ -211,6 +218,26 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
                             *ItemTextEncoder.fit(raw_item_vecs, e_se[1:].detach().numpy())).save(out / "scorer")
     summary["train_total_s"] = round(time.perf_counter() - t0, 1)
     return _test_result(cfg, ds, split, cold, scorer, summary, sequential, out)
+
+
+def _new_item_scores(cfg: FallbackSettings, ds, split, cold, scorer: FallbackScorer, summary: dict):
+    """``scorer`` with the cold items scored as their own source (``cold.scores``;
+    :mod:`genrec.esr.new_item_scores`), text-kNN's weight chosen on the validation split; the
+    choice goes into ``summary``. ``raw``: the scorer itself."""
+    if cfg.cold.scores == "raw":
+        return scorer
+    knn, weight = None, 0.0
+    if cfg.cold.scores == "text_fused":
+        vecs = postprocess(_text_vectors(cfg, [ds], make_encoder(cfg.encoder)), cfg.encoder.postprocess, cfg.encoder.dims)
+        knn = TextKNNScorer(vecs, "last")
+        new = np.zeros(len(ds.catalog), dtype=bool)
+        new[cold] = True
+        hist = [list(e.history) for e in split.valid]
+        weight, grid = choose_weight(scorer.score_batch(hist), knn.score_batch(hist), new, hist,
+                                     [e.target for e in split.valid])
+        summary.update(text_weight=weight, text_weight_chosen_on="valid", valid_ndcg10_by_text_weight=grid)
+        log.info("new-item scores: text-kNN weight %s chosen on validation (%s)", weight, grid)
+    return NewItemScorer(scorer, cold, cfg.cold.scores, knn, weight, meta={"chosen_on": "valid"})
 
 
 def _rank_test(scorer, split, n_items: int, mask_history: bool) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -254,7 +281,7 @@ def rescore_cold(cfg: FallbackSettings, source: dict) -> dict:
         old = FallbackScorer.load(src, ds.catalog)
         summary = {**source["training"], "rescored_from": str(src.parent),
                    "cold_rows_filled": fill_cold_rows(old.model, cold, cfg.cold.id_rows)}
-        scorer = FallbackScorer(old.model, meta=old.meta)
+        scorer = _new_item_scores(cfg, ds, split, cold, FallbackScorer(old.model, meta=old.meta), summary)
         scorer.save(out / "scorer")
         if ItemTextEncoder.load(src) is not None:
             ItemTextEncoder.load(src).save(out / "scorer")
