@@ -1,7 +1,7 @@
 """Print the ledger (docs/results/summary.json) as the Markdown tables of docs/results.md.
 
     python eval/ledger_report.py                       # every dataset
-    python eval/ledger_report.py --dataset scientific --methods sasrec,llmesr
+    python eval/ledger_report.py --dataset scientific,beauty --methods sasrec,llmesr
 
 One table per dataset, means over seeds (± sample std where several seeds ran; full catalog,
 history masked, all test users unless the row says otherwise). Its first metric column, the
@@ -28,7 +28,7 @@ from genrec.ledger import format_cold, format_entries, format_groups, read_ledge
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ledger", default="docs/results/summary.json")
-    parser.add_argument("--dataset", default="", help="one dataset (default: all)")
+    parser.add_argument("--dataset", default="", help="comma-separated datasets, in the ledger's order (default: all)")
     parser.add_argument("--methods", default="", help="comma-separated methods, in this order (default: all)")
     parser.add_argument("--groups", action="store_true", help="NDCG@10 by head/tail users and items instead")
     parser.add_argument("--cold", action="store_true", help="NDCG@10 on cold- and warm-target events instead")
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.ledger}: no ledger", file=sys.stderr)
         return 2
     for dataset, methods in ledger.items():
-        if args.dataset and dataset != args.dataset:
+        if args.dataset and dataset not in args.dataset.split(","):
             continue
         names = [m for m in args.methods.split(",") if m in methods] if args.methods else list(methods)
         chosen = {m: methods[m] for m in names}
