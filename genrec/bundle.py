@@ -516,8 +516,14 @@ class Bundle:
         if self._fallback is None:
             if self.manifest.get("fallback"):
                 from genrec.esr import FallbackScorer
+                from genrec.esr.new_item_scores import NEW_ITEMS_FILE, NewItemScorer
 
-                self._fallback = FallbackScorer.load(self.path / self.manifest["fallback"])
+                folder = self.path / self.manifest["fallback"]
+                if NewItemScorer.saved_in(folder):  # never a silent change of what the numbers measured
+                    log.warning("%s: its new-item scores (%s) are an evaluation treatment the bundle does not "
+                                "serve; serving the model's own scores (new items: see docs/live_catalog.md)",
+                                folder, NEW_ITEMS_FILE)
+                self._fallback = FallbackScorer.load(folder)
             else:
                 from genrec.esr import PopularityScorer
 
