@@ -25,6 +25,7 @@ import numpy as np
 
 from genrec import console
 from genrec.config import to_dict
+from genrec.data.cold_split import ColdConfig, cold_items, cold_targets
 from genrec.data.dataset import Example, Split
 from genrec.data.groups import head_items, head_users, item_popularity
 from genrec.data.preprocess import leave_one_out
@@ -69,6 +70,8 @@ class EvalConfig:
     sample_all_methods: bool = False    # evaluate every method on that sample (else all users)
     seed: int = 0                       # seed of the user sample
     mask_history: bool = True           # history items excluded from the ranking
+    cold: ColdConfig = field(default_factory=ColdConfig)  # the cold set the run's models were trained without
+    targets: str = "all"                # all | cold | warm: the events evaluated, by their target (needs cold)
     output_dir: str = "runs/eval"       # results.json, results.md, ndcg_by_group.png, run.json
     model_dirs: dict = field(default_factory=dict)  # method -> trained fallback folder (sasrec, llmesr)
     generative: GenerativeEvalSettings = field(default_factory=GenerativeEvalSettings)  # the calrec path
@@ -327,6 +330,13 @@ def write_ledger_row(cfg: EvalConfig, result: dict) -> dict:
                    "split": result.get("split", cfg.split), "mask_history": result.get("mask_history", cfg.mask_history)}
     if "seconds_per_user" in meta["calrec"]:
         extra["seconds_per_user"] = meta["calrec"]["seconds_per_user"]
+    if cfg.targets != "all":  # the cold-item protocol's keys (genrec.esr.cold_protocol.cold_ledger_keys)
+        for side, suffix in (("exp", ""), ("opt", "_opt"), ("pes", "_pes")):
+            for metric in ("ndcg@10", "recall@10"):
+                extra[f"{metric}_{cfg.targets}{suffix}"] = round(overall[side][metric], 6)
+        extra[f"ndcg@10_{cfg.targets}_ci95"] = round(overall["exp_ci95"]["ndcg@10"], 6)
+        extra[f"n_{cfg.targets}"] = overall["n"]
+        extra.update(cold_fraction=cfg.cold.fraction, cold_seeds=[cfg.cold.seed], targets=cfg.targets)
     same = {m: round(r["overall"]["exp"]["ndcg@10"], 6) for m, r in reports.items()
             if m != "calrec" and meta[m]["users"] == meta["calrec"]["users"]}
     if same:
@@ -337,11 +347,27 @@ def write_ledger_row(cfg: EvalConfig, result: dict) -> dict:
     return entry
 
 
+TARGETS = ("all", "cold", "warm")
+
+
+def _by_target(examples: list[Example], cfg: EvalConfig, catalog_size: int) -> list[Example]:
+    """The events whose target is cold (or warm) under ``cfg.cold`` (``targets: all``: every one);
+    the test split is the same under the cold-item protocol, so this is its cold-target part."""
+    if cfg.targets not in TARGETS:
+        raise ConfigError(f"targets must be one of {', '.join(TARGETS)}, got {cfg.targets!r}")
+    if cfg.targets == "all":
+        return examples
+    if not cfg.cold.enabled:
+        raise ConfigError(f"targets: {cfg.targets} needs the cold set the models were trained without (cold.fraction)")
+    flags = cold_targets(examples, cold_items(catalog_size, cfg.cold))
+    return [e for e, f in zip(examples, flags) if f == (cfg.targets == "cold")]
+
+
 def _evaluate(cfg: EvalConfig, split: Split | None, out: Path) -> dict:
     if split is None:
         split = leave_one_out(cfg.dataset.load())
     catalog_size = len(split.dataset.catalog)
-    all_examples = _examples(split, cfg.split)
+    all_examples = _by_target(_examples(split, cfg.split), cfg, catalog_size)
     sampled = sample_examples(all_examples, cfg.sample_users, cfg.seed)
     hu = head_users(split.train)
     hi = head_items(split.train, catalog_size)
@@ -373,7 +399,7 @@ def _evaluate(cfg: EvalConfig, split: Split | None, out: Path) -> dict:
             # Generation and grounding only (engine start excluded), over the users this call ran.
             meta[method]["seconds_per_user"] = round(gen_seconds / generated, 3)
     return {"dataset": split.dataset.name, "split": cfg.split, "mask_history": cfg.mask_history,
-            "catalog_size": catalog_size, "users_in_split": len(all_examples), "methods": meta,
+            "targets": cfg.targets, "catalog_size": catalog_size, "users_in_split": len(all_examples), "methods": meta,
             "reports": reports, "config": to_dict(cfg)}
 
 

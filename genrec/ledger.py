@@ -215,17 +215,20 @@ def format_cold(entries: Mapping[str, Mapping]) -> str:
     """The cold-item protocol's table (rows with ``ndcg@10_cold``; :mod:`genrec.esr.cold_protocol`):
     expected NDCG@10 on cold-target, warm-target and all test events (means over the cold-set seeds,
     ± the mean 95% half-width over a run's events for cold and warm), expected Recall@10 on cold
-    events, the event counts and the seeds. Rows without the keys are left out."""
+    events, the event counts and the seeds. Rows without the keys are left out; a row measured on
+    the cold-target events only (``targets: cold``) shows "—" for the rest."""
     head = ["method", "NDCG@10 cold ± 95%", "NDCG@10 warm ± 95%", "NDCG@10 all", "R@10 cold", "n cold", "n warm", "seeds",
             "date", "commit"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, e in entries.items():
         if "ndcg@10_cold" not in e:
             continue
-        n = {k: e[k] if isinstance(e[k], int) else "–".join(str(x) for x in (min(e[k]), max(e[k])))
-             for k in ("n_cold", "n_warm")}
+        n = {k: "—" if k not in e else e[k] if isinstance(e[k], int) else
+             "–".join(str(x) for x in (min(e[k]), max(e[k]))) for k in ("n_cold", "n_warm")}
+        part = e.get("targets", "all") != "all"  # a row measured on one side only (the generative path's cold users)
         out.append("| " + " | ".join([
-            name, _num(e["ndcg@10_cold"], e.get("ndcg@10_cold_ci95")), _num(e["ndcg@10_warm"], e.get("ndcg@10_warm_ci95")),
-            _num(e.get(HEADLINE)), _num(e.get("recall@10_cold")), str(n["n_cold"]), str(n["n_warm"]),
+            name, _num(e["ndcg@10_cold"], e.get("ndcg@10_cold_ci95")),
+            _num(e.get("ndcg@10_warm"), e.get("ndcg@10_warm_ci95")),
+            "—" if part else _num(e.get(HEADLINE)), _num(e.get("recall@10_cold")), str(n["n_cold"]), str(n["n_warm"]),
             str(len(e.get("seeds", []))), str(e.get("date", "")), str(e.get("commit", ""))]) + " |")
     return "\n".join(out)

@@ -242,3 +242,21 @@ def test_another_cold_row_treatment_rescores_the_trained_model(tmp_path):
     warm = np.setdiff1d(np.arange(len(a)), cold + 1)
     np.testing.assert_array_equal(a[warm], b[warm])
     assert np.ptp(a[cold + 1], axis=0).max() == 0.0 and np.ptp(b[cold + 1], axis=0).max() > 0  # shared vs per item
+
+
+def test_generative_training_splits_hold_the_cold_items_of_one_dataset_out():
+    """CALRec's stage data (genrec.training.data.load_splits) under the protocol: the named dataset's
+    cold items are out of its training and validation, the other shops are split as usual."""
+    from genrec.training.data import load_splits
+
+    sources = [DEMO, DatasetSource(format="demo", name="kitchen")]
+    cold = ColdConfig(fraction=0.15, seed=0)
+    splits = load_splits(sources, cold=cold, cold_dataset="electronics")
+    want, cold_set = cold_split(DEMO.load(), cold)
+    assert splits["electronics"].train == want.train and splits["electronics"].valid == want.valid
+    assert splits["kitchen"].train == leave_one_out(sources[1].load()).train
+    assert not set(cold_set.tolist()) & {i for s in splits["electronics"].train.values() for i in s}
+    with pytest.raises(ConfigError, match="cold_dataset must name"):
+        load_splits(sources, cold=cold, cold_dataset="scientific")
+    with pytest.raises(ConfigError, match="kcore"):
+        load_splits(sources, 5, cold=cold, cold_dataset="electronics")

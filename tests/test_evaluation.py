@@ -214,3 +214,24 @@ def test_compare_generative_runs_pairs_users_by_hand(tmp_path):
     (b / "ranks_calrec.jsonl").write_text('{"user": "u1", "opt": 1}\nnot json\n')
     with pytest.raises(ConfigError, match="line 2"):
         compare_generative_runs(a, b)
+
+
+def test_events_by_cold_or_warm_target(tmp_path):
+    """targets: cold / warm evaluate the test events whose target is in (out of) the cold set, the two
+    parts adding up to the whole split; without a cold set the filter is refused."""
+    from genrec.data.cold_split import ColdConfig, cold_items
+
+    split = tiny_split()
+    cold = ColdConfig(fraction=0.5, seed=1)
+    cold_set = set(cold_items(6, cold).tolist())
+    want = {e.user for e in split.test if e.target in cold_set}
+    assert 0 < len(want) < 3  # this seed's cold set holds some test targets, not all
+    n = {}
+    for targets in ("cold", "warm"):
+        result = run_evaluation(EvalConfig(methods=["popularity"], output_dir=str(tmp_path / targets), cold=cold,
+                                           targets=targets), split=split)
+        n[targets] = result["reports"]["popularity"]["overall"]["n"]
+        assert result["targets"] == targets and result["users_in_split"] == n[targets]
+    assert n == {"cold": len(want), "warm": 3 - len(want)}
+    with pytest.raises(ConfigError, match="needs the cold set"):
+        run_evaluation(EvalConfig(methods=["popularity"], output_dir=str(tmp_path / "x"), targets="cold"), split=split)

@@ -259,3 +259,7 @@ def test_cold_table_shows_cold_warm_and_all_events_and_skips_rows_without_them()
                         "6987–7113 | 3 | 2026-12-06 | abc |")
     assert table[3].startswith("| one | 0.0706 ± 0.0124 | 0.0674 ± 0.0051 | 0.0679 | 0.1023 | 1204 | 7113 | 1 |")
     assert len(table) == 4  # the row without cold keys is left out
+    only_cold = {"ndcg@10_expected": 0.05, "ndcg@10_cold": 0.05, "ndcg@10_cold_ci95": 0.01, "recall@10_cold": 0.1,
+                 "n_cold": 1204, "targets": "cold", "seeds": [0]}
+    assert format_cold({"calrec": only_cold}).splitlines()[2].startswith(
+        "| calrec | 0.0500 ± 0.0100 | — | — | 0.1000 | 1204 | — | 1 |")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from genrec.data.cold_split import ColdConfig
 from genrec.data.source import DatasetSource
 from genrec.errors import ConfigError
 
@@ -130,6 +131,8 @@ class TrainConfig:
     max_target_tokens: int = 64              # guard: longer targets are cut (and counted in the log)
     max_history: int | None = 50             # items kept before the token budget applies
     kcore: int = 0                           # 0 = data used as given
+    cold: ColdConfig = field(default_factory=ColdConfig)  # cold-item protocol on one dataset (genrec.data.cold_split)
+    cold_dataset: str = ""                   # the dataset (its name) whose items go cold when cold.fraction > 0
     max_drop: int = 4                        # augmentation k in {0..max_drop}, k < n-1
     mix_power: float = 0.3                   # stage-1 category mixing ∝ n_c^power
     lora: LoRAConfig = field(default_factory=LoRAConfig)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from genrec.data.cold_split import ColdConfig, cold_split
 from genrec.data.dataset import Example, Split
 from genrec.data.preprocess import CategoryMixer, augment_example, kcore, leave_one_out, truncate_history
 from genrec.data.source import DatasetSource
@@ -26,10 +27,19 @@ from genrec.prompting import PromptTemplate
 log = logging.getLogger(__name__)
 
 
-def load_splits(sources: Sequence[DatasetSource], k: int = 0) -> dict[str, Split]:
-    """Each source loaded, optionally k-cored, split leave-one-out; keyed by category name."""
+def load_splits(sources: Sequence[DatasetSource], k: int = 0, cold: ColdConfig | None = None,
+                cold_dataset: str = "") -> dict[str, Split]:
+    """Each source loaded, optionally k-cored, split leave-one-out; keyed by category name.
+
+    With ``cold`` enabled, the category ``cold_dataset`` is split under the cold-item protocol
+    (:mod:`genrec.data.cold_split`: its cold items out of training and validation), so a generative
+    model is trained as the fallback models are for the ``scientific_cold`` rows.
+    """
     if not sources:
         raise ConfigError("no datasets configured (datasets: [{format, path, name}, ...])")
+    cold_on = cold is not None and cold.enabled
+    if cold_on and k:
+        raise ConfigError("the cold-item protocol draws its items from the catalog as given; set kcore: 0")
     splits: dict[str, Split] = {}
     for src in sources:
         ds = src.load()
@@ -38,9 +48,12 @@ def load_splits(sources: Sequence[DatasetSource], k: int = 0) -> dict[str, Split
             raise ConfigError(f"two datasets named {name!r}: give them distinct `name`s")
         if k:
             ds = kcore(ds, k)
-        splits[name] = leave_one_out(ds)
+        splits[name] = cold_split(ds, cold)[0] if cold_on and name == cold_dataset else leave_one_out(ds)
         log.info("%s: %s, %d training users, %d validation examples", name, ds.stats_line(),
                  len(splits[name].train), len(splits[name].valid))
+    if cold_on and cold_dataset not in splits:
+        raise ConfigError(f"cold.fraction is set: cold_dataset must name the dataset whose items go cold, "
+                          f"one of {list(splits)}; got {cold_dataset!r}")
     return splits
 
 

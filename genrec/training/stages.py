@@ -91,7 +91,7 @@ def build_trainer(cfg: TrainConfig, wrapped, tokenizer, autocast: bool, rank_fn=
     from genrec.training.validation import make_rank_fn
 
     out = Path(cfg.output_dir)
-    splits = load_splits(cfg.datasets, cfg.kcore)
+    splits = load_splits(cfg.datasets, cfg.kcore, cfg.cold, cfg.cold_dataset)
     template = PromptTemplate.load(cfg.template)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rows = cfg.max_steps * cfg.batch_size * cfg.grad_accum * world

@@ -92,7 +92,7 @@ def scorer_ut_reference(cfg: TrainConfig, scorer_dirs: dict[str, str], taus: lis
     from genrec.esr import FallbackScorer
     from genrec.training.data import load_splits, validation_sample
 
-    splits = load_splits(cfg.datasets, cfg.kcore)
+    splits = load_splits(cfg.datasets, cfg.kcore, cfg.cold, cfg.cold_dataset)
     rows = [ex for _name, ex in validation_sample(splits, cfg.validation.max_examples, cfg.validation.seed)]
     bs = cfg.validation.batch_size
     targets = torch.tensor([e.target for e in rows])
@@ -121,7 +121,7 @@ def calrec_ut_by_tau(cfg: TrainConfig, weights: str, taus: list[float]) -> dict:
     wrapped, tokenizer, _ = load_trainable_model(run)
     wrapped.eval()
     v = cfg.validation
-    rows = ValidationRows(load_splits(cfg.datasets, cfg.kcore), PromptTemplate.load(cfg.template), tokenizer,
+    rows = ValidationRows(load_splits(cfg.datasets, cfg.kcore, cfg.cold, cfg.cold_dataset), PromptTemplate.load(cfg.template), tokenizer,
                           cfg.max_tokens, cfg.max_history, v.max_examples, v.seed)
     collator = CALRecCollator(tokenizer, cfg.max_tokens, cfg.max_target_tokens, with_target_alone=True)
     cosines = []
