@@ -19,7 +19,7 @@ RULES: list[tuple[str, str, str, str]] = [
     ("finetune/configs", "stage", "finetune/train_calrec.py", "ScriptConfig"),
     ("finetune/configs", "demo_stage", "finetune/train_calrec.py", "ScriptConfig"),
     *[("finetune/configs", p, "finetune/train_esr.py", "FallbackSettings")
-      for p in ("esr_", "sasrec_", "alpharec_", "darec_", "pad_", "hllm_")],
+      for p in ("esr_", "sasrec_", "alpharec_", "darec_", "pad_", "hllm_", "unisrec_", "zeroshot_")],
     ("eval/configs", "experiments_", "eval/run_experiments.py", "ExperimentsConfig"),
     ("eval/configs", "modes_", "eval/evaluate_modes.py", "ModeEvalConfig"),
     ("eval/configs", "reproduce_", "eval/reproduce.py", "ReproduceConfig"),

@@ -169,7 +169,7 @@ def test_alpharec_scorer_round_trip(tmp_path):
 
 # -- registry and settings ------------------------------------------------------------------
 def test_unknown_model_and_bad_settings_are_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="model must be one of sasrec, llmesr, alpharec, darec, pad, hllm, popularity"):
+    with pytest.raises(ConfigError, match="model must be one of sasrec, llmesr, alpharec, darec, pad, hllm, unisrec, popularity"):
         entry("bert4rec")
     config = tmp_path / "c.yaml"
     config.write_text("model: alpharec\n")
