@@ -186,6 +186,15 @@ def test_ledger_row_of_the_generative_path(tmp_path):
     write_ledger_row(cfg, result)
     rows = json.loads((tmp_path / "summary.json").read_text())["toy"]
     assert rows["calrec"] == row and rows["calrec_all_users"]["seconds_per_user"] == 0.5
+    # measured on the cold-target events only: the cold-item protocol's keys beside the usual ones
+    from genrec.data.cold_split import ColdConfig
+
+    cfg.ledger_method, cfg.targets, cfg.cold = "calrec_cold", "cold", ColdConfig(fraction=0.15, seed=0)
+    write_ledger_row(cfg, result)
+    cold_row = json.loads((tmp_path / "summary.json").read_text())["toy"]["calrec_cold"]
+    assert cold_row["ndcg@10_cold"] == round(row["ndcg@10_expected"], 6) and cold_row["n_cold"] == 3
+    assert cold_row["ndcg@10_cold_pes"] == round(row["ndcg@10_pes"], 6) and cold_row["targets"] == "cold"
+    assert "ndcg@10_warm" not in cold_row and cold_row["cold_seeds"] == [0]
 
 
 def test_compare_generative_runs_pairs_users_by_hand(tmp_path):
