@@ -53,9 +53,14 @@ class FallbackModel(nn.Module):
         """The item vectors [N, W] user vectors are scored against (inner product)."""
         raise NotImplementedError
 
-    def user_vectors(self, seqs: torch.Tensor, tables: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """One vector [B, W] per left-padded history."""
+    def encode(self, seqs: torch.Tensor, tables: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-position user states [B, L, W] of a sequential model (the newest is its user vector)."""
         raise NotImplementedError
+
+    def user_vectors(self, seqs: torch.Tensor, tables: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """One vector [B, W] per left-padded history: by default :meth:`encode`'s newest position
+        (a model that is not sequential, AlphaRec, overrides it)."""
+        return self.encode(seqs, tables if tables is not None else self.item_tables())[:, -1]
 
     def loss(self, seqs: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor | None = None,
              teacher: torch.Tensor | None = None, ranking=None) -> tuple[torch.Tensor, dict[str, float]]:

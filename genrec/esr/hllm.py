@@ -405,9 +405,6 @@ class HLLM(FallbackModel):
             h = F.normalize(h, dim=-1) * self.logit_scale.exp().clamp(max=100.0)
         return h
 
-    def user_vectors(self, seqs: torch.Tensor, tables: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        return self.encode(seqs, tables)[:, -1]
-
     def loss(self, seqs: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor | None = None,
              teacher: torch.Tensor | None = None,
              ranking: RankingLoss | None = None) -> tuple[torch.Tensor, dict[str, float]]:

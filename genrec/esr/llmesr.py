@@ -253,15 +253,6 @@ class DualViewModel(FallbackModel):
                 states.append(enc(views[v], allowed, keep))
         return torch.cat(states, dim=-1)
 
-    def user_vectors(self, seqs: torch.Tensor, tables: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """[u_se : u_co] at the newest position of each left-padded sequence."""
-        return self.encode(seqs, tables)[:, -1]
-
-    def score(self, seqs: torch.Tensor) -> torch.Tensor:
-        """Scores of every catalog item for each sequence [B, N] (index = catalog index)."""
-        tables = self.item_tables()
-        return self.user_vectors(seqs, tables) @ self.output_table(tables).T
-
     # -- training loss ------------------------------------------------------------------
     @torch.no_grad()
     def teacher_vectors(self, teacher_seqs: torch.Tensor, batch: int) -> torch.Tensor:

@@ -161,10 +161,6 @@ class PAD(FallbackModel):
         out = self.encoder(torch.cat(views, 0), allowed.repeat(3, 1, 1), keep.repeat(3, 1, 1))
         return torch.cat([out[k * b:(k + 1) * b] for k in range(3)], dim=-1)
 
-    def user_vectors(self, seqs: torch.Tensor, tables: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        tables = tables if tables is not None else self.item_tables()
-        return self.encode(seqs, tables)[:, -1]
-
     def loss(self, seqs: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor | None = None,
              teacher: torch.Tensor | None = None,
              ranking: RankingLoss | None = None) -> tuple[torch.Tensor, dict[str, float]]:

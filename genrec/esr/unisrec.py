@@ -159,10 +159,6 @@ class UniSRec(FallbackModel):
         states = self.encoder(self.emb_dropout(x) * keep, allowed, keep)
         return F.normalize(states, dim=-1) / self.cfg.temperature
 
-    def user_vectors(self, seqs: torch.Tensor, tables: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        tables = tables if tables is not None else self.item_tables()
-        return self.encode(seqs, tables)[:, -1]
-
     def loss(self, seqs: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor | None = None,
              teacher: torch.Tensor | None = None,
              ranking: RankingLoss | None = None) -> tuple[torch.Tensor, dict[str, float]]:
