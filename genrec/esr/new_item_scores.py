@@ -32,7 +32,7 @@ import numpy as np
 
 from genrec.data.cold_split import NEW_ITEM_SCORES as MODES
 from genrec.errors import ConfigError, GenrecError
-from genrec.esr.scorer import FallbackScorer
+from genrec.esr.scorer import FallbackScorer, _Base, _check_k
 from genrec.esr.text_knn import TextKNNScorer
 from genrec.metrics import expected_from_ranks, ranks
 
@@ -68,15 +68,16 @@ def choose_weight(model: np.ndarray, knn: np.ndarray, new: np.ndarray, histories
     """(w, {w: expected NDCG@10}) over ``grid`` on validation scores (history masked); the smallest w
     of the best value wins a tie."""
     t = np.asarray(targets, dtype=np.int64)
+    base, z_knn = calibrate(model, new), standardise(knn)  # once: only the weight changes over the grid
     values = {}
     for w in grid:
-        opt, pes = ranks(fused(model, knn, new, w), t, histories)
+        opt, pes = ranks(base + w * z_knn, t, histories)
         values[str(w)] = round(expected_from_ranks(opt, pes)["ndcg@10"], 6)
     best = max(values.values())
     return next(float(w) for w in grid if values[str(w)] == best), values
 
 
-class NewItemScorer:
+class NewItemScorer(_Base):
     """A trained model's scorer with new items scored as their own source (module docstring)."""
 
     def __init__(self, inner: FallbackScorer, new_items: Sequence[int], mode: str,
@@ -100,11 +101,12 @@ class NewItemScorer:
 
     def recommend_batch(self, histories: Sequence[Sequence[int]], k: int,
                         exclude_history: bool = True) -> list[list[tuple[int, float]]]:
+        k = _check_k(k)
         scores = self.score_batch(histories)
         out = []
         for h, row in zip(histories, scores):
             if exclude_history:
-                row[[int(i) for i in h if 0 <= int(i) < self.num_items]] = -np.inf
+                row[self._known(h)] = -np.inf
             top = np.argsort(-row, kind="stable")[:k]
             out.append([(int(i), float(row[i])) for i in top if np.isfinite(row[i])])
         return out

@@ -210,7 +210,7 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
         scorer = FallbackScorer(model, meta={"model": cfg.model, "loss": cfg.train.loss.kind, "dataset": ds.name,
                                              "sequential": model.sequential,
                                              "catalog_fingerprint": ds.catalog.fingerprint()})
-        scorer = _new_item_scores(cfg, ds, split, cold, scorer, summary)
+        scorer = _new_item_scores(cfg, ds, split, cold, scorer, summary, item_vecs)
         scorer.save(out / "scorer")
         e_se = getattr(model, "e_se", None)
         if e_se is not None:  # how a new item's text reaches the model's semantic view (genrec.esr.cold_items)
@@ -220,24 +220,28 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
     return _test_result(cfg, ds, split, cold, scorer, summary, sequential, out)
 
 
-def _new_item_scores(cfg: FallbackSettings, ds, split, cold, scorer: FallbackScorer, summary: dict):
+def _new_item_scores(cfg: FallbackSettings, ds, split, cold, scorer: FallbackScorer, summary: dict,
+                     text: np.ndarray | None = None):
     """``scorer`` with the cold items scored as their own source (``cold.scores``;
     :mod:`genrec.esr.new_item_scores`), text-kNN's weight chosen on the validation split; the
-    choice goes into ``summary``. ``raw``: the scorer itself."""
+    choice goes into ``summary``. ``raw``: the scorer itself. ``text``: the catalog's prepared item
+    vectors where the caller holds them (else read from the cache)."""
     if cfg.cold.scores == "raw":
         return scorer
-    knn, weight = None, 0.0
+    knn = None
     if cfg.cold.scores == "text_fused":
-        vecs = postprocess(_text_vectors(cfg, [ds], make_encoder(cfg.encoder)), cfg.encoder.postprocess, cfg.encoder.dims)
-        knn = TextKNNScorer(vecs, "last")
-        new = np.zeros(len(ds.catalog), dtype=bool)
-        new[cold] = True
+        if text is None:
+            text = postprocess(_text_vectors(cfg, [ds], make_encoder(cfg.encoder)), cfg.encoder.postprocess,
+                               cfg.encoder.dims)
+        knn = TextKNNScorer(text, "last")
+    fused = NewItemScorer(scorer, cold, cfg.cold.scores, knn, 0.0, meta={"chosen_on": "valid"})
+    if knn is not None:
         hist = [list(e.history) for e in split.valid]
-        weight, grid = choose_weight(scorer.score_batch(hist), knn.score_batch(hist), new, hist,
-                                     [e.target for e in split.valid])
-        summary.update(text_weight=weight, text_weight_chosen_on="valid", valid_ndcg10_by_text_weight=grid)
-        log.info("new-item scores: text-kNN weight %s chosen on validation (%s)", weight, grid)
-    return NewItemScorer(scorer, cold, cfg.cold.scores, knn, weight, meta={"chosen_on": "valid"})
+        fused.weight, grid = choose_weight(scorer.score_batch(hist), knn.score_batch(hist), fused.new, hist,
+                                           [e.target for e in split.valid])
+        summary.update(text_weight=fused.weight, text_weight_chosen_on="valid", valid_ndcg10_by_text_weight=grid)
+        log.info("new-item scores: text-kNN weight %s chosen on validation (%s)", fused.weight, grid)
+    return fused
 
 
 def _rank_test(scorer, split, n_items: int, mask_history: bool) -> tuple[np.ndarray, np.ndarray, dict]:
