@@ -330,12 +330,16 @@ def write_ledger_row(cfg: EvalConfig, result: dict) -> dict:
                    "split": result.get("split", cfg.split), "mask_history": result.get("mask_history", cfg.mask_history)}
     if "seconds_per_user" in meta["calrec"]:
         extra["seconds_per_user"] = meta["calrec"]["seconds_per_user"]
-    if cfg.targets != "all":  # the cold-item protocol's keys (genrec.esr.cold_protocol.cold_ledger_keys)
+    # The cold-item protocol's keys (genrec.esr.cold_protocol.cold_ledger_keys): of the one side
+    # evaluated (targets: cold | warm), or of both parts of a whole run under a cold set.
+    parts = {cfg.targets: overall} if cfg.targets != "all" else report.get("by_target", {})
+    for name, part in parts.items():
         for side, suffix in (("exp", ""), ("opt", "_opt"), ("pes", "_pes")):
             for metric in ("ndcg@10", "recall@10"):
-                extra[f"{metric}_{cfg.targets}{suffix}"] = round(overall[side][metric], 6)
-        extra[f"ndcg@10_{cfg.targets}_ci95"] = round(overall["exp_ci95"]["ndcg@10"], 6)
-        extra[f"n_{cfg.targets}"] = overall["n"]
+                extra[f"{metric}_{name}{suffix}"] = round(part[side][metric], 6)
+        extra[f"ndcg@10_{name}_ci95"] = round(part["exp_ci95"]["ndcg@10"], 6)
+        extra[f"n_{name}"] = part["n"]
+    if parts:
         extra.update(cold_fraction=cfg.cold.fraction, cold_seeds=[cfg.cold.seed], targets=cfg.targets)
     same = {m: round(r["overall"]["exp"]["ndcg@10"], 6) for m, r in reports.items()
             if m != "calrec" and meta[m]["users"] == meta["calrec"]["users"]}
@@ -391,8 +395,14 @@ def _evaluate(cfg: EvalConfig, split: Split | None, out: Path) -> dict:
                     raise ConfigError(f"model_dirs.{method}: a trained model folder is needed for {method}")
                 fn = fallback_model_scores(cfg.model_dirs[method])
             opt, pes = rank_examples(examples, fn, cfg.mask_history, desc=method)
-        reports[method] = evaluate_ranking(opt, pes, [e.user for e in examples], [e.target for e in examples],
-                                           hu, hi, empty=empty)
+        users, targets = [e.user for e in examples], [e.target for e in examples]
+        reports[method] = evaluate_ranking(opt, pes, users, targets, hu, hi, empty=empty)
+        if cfg.targets == "all" and cfg.cold.enabled:  # a whole run under a cold set: its two parts too
+            is_cold = cold_targets(examples, cold_items(catalog_size, cfg.cold))
+            reports[method]["by_target"] = {
+                name: evaluate_ranking(opt[m], pes[m], [users[i] for i in np.flatnonzero(m)], np.asarray(targets)[m],
+                                       hu, hi, empty=None if empty is None else np.asarray(empty)[m])["overall"]
+                for name, m in (("cold", is_cold), ("warm", ~is_cold)) if m.any()}
         meta[method] = {"users": len(examples), "seconds": round(time.time() - t0, 2),
                         "sampled": len(examples) < len(all_examples)}
         if method == "calrec" and generated:

@@ -11,7 +11,7 @@ from genrec.data.catalog import Catalog, Item
 from genrec.data.dataset import Example, SequenceDataset
 from genrec.data.preprocess import leave_one_out
 from genrec.errors import ConfigError
-from genrec.evaluation import EvalConfig, rank_examples, run_evaluation, sample_examples
+from genrec.evaluation import EvalConfig, rank_examples, run_evaluation, sample_examples, write_ledger_row
 
 
 def tiny_split():
@@ -155,7 +155,6 @@ def test_a_log_without_its_key_is_refused(tmp_path):
 def test_ledger_row_of_the_generative_path(tmp_path):
     """write_ledger_row: expected, opt and pes NDCG@10 of calrec, its empty outputs, user count,
     half-widths, seconds per user, and the methods that ran on the same users, by hand on three users."""
-    from genrec.evaluation import EvalConfig, write_ledger_row
     from genrec.metrics import evaluate_ranking
 
     users, targets = ["a", "b", "c"], [0, 1, 2]
@@ -242,5 +241,21 @@ def test_events_by_cold_or_warm_target(tmp_path):
         n[targets] = result["reports"]["popularity"]["overall"]["n"]
         assert result["targets"] == targets and result["users_in_split"] == n[targets]
     assert n == {"cold": len(want), "warm": 3 - len(want)}
+    # a whole run under the cold set carries both parts, each the same as its own run, into the ledger
+    whole = run_evaluation(EvalConfig(methods=["popularity"], output_dir=str(tmp_path / "all"), cold=cold),
+                           split=split)
+    parts = whole["reports"]["popularity"]["by_target"]
+    for targets in ("cold", "warm"):
+        alone = json.loads((tmp_path / targets / "results.json").read_text())["reports"]["popularity"]["overall"]
+        assert parts[targets]["n"] == n[targets]
+        assert parts[targets]["exp"]["ndcg@10"] == pytest.approx(alone["exp"]["ndcg@10"])
+        assert parts[targets]["pes"]["recall@10"] == pytest.approx(alone["pes"]["recall@10"])
+    whole["reports"] = {"calrec": whole["reports"]["popularity"]}
+    whole["methods"] = {"calrec": whole["methods"]["popularity"]}
+    write_ledger_row(EvalConfig(ledger=str(tmp_path / "summary.json"), cold=cold), whole)
+    row = json.loads((tmp_path / "summary.json").read_text())["tiny"]["calrec"]
+    assert (row["n_cold"], row["n_warm"], row["targets"]) == (n["cold"], n["warm"], "all")
+    assert row["ndcg@10_cold"] == round(parts["cold"]["exp"]["ndcg@10"], 6)
+    assert row["ndcg@10_warm_pes"] == round(parts["warm"]["pes"]["ndcg@10"], 6)
     with pytest.raises(ConfigError, match="needs the cold set"):
         run_evaluation(EvalConfig(methods=["popularity"], output_dir=str(tmp_path / "x"), targets="cold"), split=split)
