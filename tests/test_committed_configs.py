@@ -25,6 +25,7 @@ RULES: list[tuple[str, str, str, str]] = [
     ("eval/configs", "reproduce_", "eval/reproduce.py", "ReproduceConfig"),
     ("eval/configs", "scientific", "eval/evaluate.py", "EvalConfig"),
     ("eval/configs", "demo", "eval/evaluate.py", "EvalConfig"),
+    ("eval/configs", "beauty_", "eval/evaluate.py", "EvalConfig"),
     ("inference/configs", "bundle_", "inference/make_bundle.py", "BundleConfig"),
     ("inference/configs", "batch_generate", "inference/batch_generate.py", "BatchGenerateConfig"),
     ("inference/configs", "serve", "inference/serve.py", "ServeConfig"),
