@@ -326,14 +326,16 @@ class HLLM(FallbackModel):
     # -- items ------------------------------------------------------------------------------------
     def _tower(self, rows: torch.Tensor) -> torch.Tensor:
         """Item-tower output for shifted rows (1..N) [R] → [R, hidden]."""
-        states, mask = self._tokens
-        x = states[rows - 1].float()
-        m = mask[rows - 1]
+        states, mask = self._tokens  # kept on the CPU (the catalog's token states); a batch moves
+        device = self.item_proj.weight.device
+        idx = (rows - 1).to(states.device)
+        x = states[idx].to(device).float()
+        m = mask[idx].to(device)
         t = m.shape[1]
         allowed = m[:, None, :].expand(-1, t, -1)
         if self.tower.kind == "llama":  # a causal LM's blocks read only earlier tokens
-            allowed = allowed & torch.ones(t, t, dtype=torch.bool).tril()
-        allowed = allowed | torch.eye(t, dtype=torch.bool)
+            allowed = allowed & torch.ones(t, t, dtype=torch.bool, device=device).tril()
+        allowed = allowed | torch.eye(t, dtype=torch.bool, device=device)
         h = self._blocks(self.tower, x, allowed)
         w = m.unsqueeze(-1).to(h.dtype)
         return self.item_proj((h * w).sum(1) / w.sum(1).clamp(min=1))
@@ -348,8 +350,9 @@ class HLLM(FallbackModel):
 
     def _catalog(self, batch: int = 512) -> torch.Tensor:
         """The tower's output for every item [N+1, hidden] (row 0 = padding), ``batch`` items at a time."""
-        rows = torch.arange(1, self.num_items + 1)
-        return torch.cat([torch.zeros(1, self.cfg.hidden)] +
+        device = self.item_proj.weight.device
+        rows = torch.arange(1, self.num_items + 1, device=device)
+        return torch.cat([torch.zeros(1, self.cfg.hidden, device=device)] +
                          [self._tower(rows[i:i + batch]) for i in range(0, self.num_items, batch)])
 
     @torch.no_grad()
@@ -365,7 +368,7 @@ class HLLM(FallbackModel):
         whole catalog with gradients (a training step), else its cache serves (refreshed if stale)."""
         if self.cfg.item_tower == "frozen":
             out = self.item_mlp(self.text)
-            return out * (torch.arange(out.shape[0]) > 0)[:, None]
+            return out * (torch.arange(out.shape[0], device=out.device) > 0)[:, None]
         if self._tokens is None or not grad:
             if self._stale and self._tokens is not None:
                 self.refresh_items()
@@ -381,7 +384,7 @@ class HLLM(FallbackModel):
         if self.cfg.item_ids:
             table = table + self.ids.weight
         if self.cfg.score == "cosine":
-            table = F.normalize(table, dim=-1) * (torch.arange(table.shape[0]) > 0)[:, None]
+            table = F.normalize(table, dim=-1) * (torch.arange(table.shape[0], device=table.device) > 0)[:, None]
         return {"item": table}
 
     def output_table(self, tables: dict[str, torch.Tensor] | None = None) -> torch.Tensor:

@@ -168,5 +168,7 @@ class RankingLoss:
             raise ValueError(f"the {self.cfg.kind} loss needs sampled negatives")
         if self.cfg.kind == "bce":
             return bce_loss(states, pos, table, neg)
+        if self._log_kq.device != states.device:  # built on the CPU; kept where the model trains
+            self._log_kq = self._log_kq.to(states.device)
         return sampled_softmax_loss(states, pos, table, neg, self._log_kq)
 

@@ -44,7 +44,7 @@ from genrec.esr.pad import PADConfig
 from genrec.esr.registry import entry
 from genrec.esr.scorer import FallbackScorer, PopularityScorer
 from genrec.esr.text_knn import TextKNNConfig, TextKNNScorer
-from genrec.esr.trainer import TrainConfig, Trainer, evaluate, seed_all
+from genrec.esr.trainer import TrainConfig, Trainer, evaluate, resolve_device, seed_all
 from genrec.esr.unisrec import UniSRecConfig
 from genrec.esr.zero_shot import TransferConfig, check_transferable, transfer
 from genrec.metrics import evaluate_ranking
@@ -194,10 +194,13 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
         if sources:
             check_transferable(model)  # before any training: a model with ID rows cannot move
         log.info("%s: %d trainable parameters", cfg.model, sum(p.numel() for p in model.parameters() if p.requires_grad))
-        trainer = Trainer(model, split.train, split.valid, cfg.train, out / "checkpoints", similar)
+        device = resolve_device(cfg.train.device)
+        trainer = Trainer(model.to(device), split.train, split.valid, cfg.train, out / "checkpoints", similar)
         if len(cold):  # the loss never sees a cold item, not even as a negative (genrec.esr.cold_protocol)
             trainer.ranking = WarmOnlyRanking(trainer.ranking, n_items, cold)
         fit = trainer.fit()
+        model.cpu()  # what follows (cold rows, transfer, the saved scorer) reads the weights as numpy
+        summary["device"] = str(device)
         summary.update({k: v for k, v in fit.items() if k != "history"})
         if len(cold):  # no untrained random ID row ever scores (genrec.esr.cold_protocol)
             summary["cold_rows_filled"] = fill_cold_rows(model, cold, cfg.cold.id_rows)

@@ -63,6 +63,25 @@ class TrainConfig:
     # encoded live in every batch (the reference; ~N times the forward cost).
     teacher_refresh: str = "epoch"
     loss: LossConfig = field(default_factory=LossConfig)  # ranking loss: ce (default) | sampled_softmax | bce
+    # Where the model trains: auto = CUDA when torch sees a GPU, else the CPU. Results on another
+    # device differ in the last bits; a checkpoint resumes on either.
+    device: str = "auto"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``train.device``: auto (CUDA where torch has it, else the CPU), cpu or cuda[:n]."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu" or name.startswith("cuda"):
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"train.device {name!r}: torch sees no CUDA device here (use auto or cpu)")
+        return torch.device(name)
+    raise ConfigError(f"train.device must be auto, cpu or cuda[:n], got {name!r}")
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device the model's weights are on: batches are built on the CPU and moved there."""
+    return next(model.parameters()).device
 
 
 class ResumeMismatchError(ConfigError, ValueError):
@@ -88,15 +107,17 @@ def _atomic_save(obj, path: Path) -> None:
 def user_vectors_of(model: FallbackModel, histories: Sequence[Sequence[int]], batch_size: int = 512) -> np.ndarray:
     """[u_se : u_co] of each history (eval mode), batched by similar length."""
     model.eval()
+    device = model_device(model)
     tables = model.item_tables()
     out = None
     order = np.argsort([len(h) for h in histories], kind="stable")
     for start in range(0, len(histories), batch_size):
         idx = order[start:start + batch_size]
-        vec = model.user_vectors(torch.from_numpy(pad_left([histories[i] for i in idx], model.cfg.max_len)), tables)
+        seqs = torch.from_numpy(pad_left([histories[i] for i in idx], model.cfg.max_len)).to(device)
+        vec = model.user_vectors(seqs, tables)
         if out is None:
             out = np.empty((len(histories), vec.shape[-1]), dtype=np.float32)
-        out[idx] = vec.numpy()
+        out[idx] = vec.cpu().numpy()
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -104,14 +125,15 @@ def user_vectors_of(model: FallbackModel, histories: Sequence[Sequence[int]], ba
 def score_histories(model: FallbackModel, histories: Sequence[Sequence[int]], batch_size: int = 512) -> np.ndarray:
     """Scores [B, N] of every catalog item for each history (catalog indices)."""
     model.eval()
+    device = model_device(model)
     tables = model.item_tables()
     table = model.output_table(tables)
     out = np.empty((len(histories), model.num_items), dtype=np.float32)
     order = np.argsort([len(h) for h in histories], kind="stable")  # similar lengths share a batch
     for start in range(0, len(histories), batch_size):
         idx = order[start:start + batch_size]
-        seqs = torch.from_numpy(pad_left([histories[i] for i in idx], model.cfg.max_len))
-        out[idx] = (model.user_vectors(seqs, tables) @ table.T).numpy()
+        seqs = torch.from_numpy(pad_left([histories[i] for i in idx], model.cfg.max_len)).to(device)
+        out[idx] = (model.user_vectors(seqs, tables) @ table.T).cpu().numpy()
     return out
 
 
@@ -135,7 +157,7 @@ def evaluate(model_or_scores, examples: Sequence[Example], batch_size: int = 512
 def _train_settings(cfg: TrainConfig) -> dict:
     """The training settings a checkpoint must share with the run resuming it."""
     return {k: asdict(v) if is_dataclass(v) else v for k, v in cfg.__dict__.items()
-            if k not in ("epochs", "patience", "eval_batch_size", "threads")}
+            if k not in ("epochs", "patience", "eval_batch_size", "threads", "device")}
 
 
 def _fill_missing(saved, defaults):
@@ -151,6 +173,7 @@ class Trainer:
     def __init__(self, model: FallbackModel, train: dict[str, list[int]], valid: Sequence[Example],
                  cfg: TrainConfig, out_dir: str | os.PathLike, similar: dict[str, list[str]] | None = None) -> None:
         self.model = model
+        self.device = model_device(model)  # the caller places the model (genrec.esr.pipeline: train.device)
         self.cfg = cfg
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -185,13 +208,16 @@ class Trainer:
         if self.model.distills:
             n = self.model.cfg.n_similar
             if self._snapshot is not None:
-                rows = torch.as_tensor([self._row[v] for u in users for v in self.similar[u][:n]])
+                rows = torch.as_tensor([self._row[v] for u in users for v in self.similar[u][:n]],
+                                       device=self._snapshot.device)
                 teacher = self._snapshot[rows].view(len(users), n, -1).mean(1)
             else:
                 sims = [self.train[v] for u in users for v in self.similar[u][:n]]
                 teacher = torch.from_numpy(pad_left(sims, max_len))
-        return (torch.from_numpy(inp), torch.from_numpy(pos),
-                None if neg is None else torch.from_numpy(neg), teacher)
+        device = self.device
+        return (torch.from_numpy(inp).to(device), torch.from_numpy(pos).to(device),
+                None if neg is None else torch.from_numpy(neg).to(device),
+                None if teacher is None else teacher.to(device))
 
     def _refresh_teacher(self) -> None:
         """Every training user's current [u_se : u_co] (eval mode, no gradient), for the epoch's teachers."""
@@ -201,7 +227,7 @@ class Trainer:
         users = list(self._row)
         with torch.no_grad():
             vecs = user_vectors_of(self.model, [self.train[u] for u in users], self.cfg.eval_batch_size)
-        self._snapshot = torch.from_numpy(vecs)
+        self._snapshot = torch.from_numpy(vecs).to(self.device)
         self.model.train()
 
     def _batches(self, rng: np.random.Generator) -> list[np.ndarray]:
@@ -247,7 +273,7 @@ class Trainer:
         start_epoch, best, best_epoch, bad = 0, -1.0, -1, 0
         last, best_path = self.out / "last.pt", self.out / "best.pt"
         if last.exists():
-            state = torch.load(last, weights_only=False)
+            state = torch.load(last, weights_only=False, map_location="cpu")  # copied onto the model's device
             if self._saved_settings(state.get("settings")) != self._settings():
                 raise ResumeMismatchError(f"{last}: checkpoint of a run with other settings; use another output folder "
                                  f"or delete it (saved: {state.get('settings')}, now: {self._settings()})")
@@ -301,7 +327,7 @@ class Trainer:
             bar.update(1)  # draws the postfix of this epoch
         bar.close()
         if best_path.exists():
-            self.model.load_state_dict(torch.load(best_path, weights_only=False)["model"])
+            self.model.load_state_dict(torch.load(best_path, weights_only=False, map_location="cpu")["model"])
         secs = [r["train_s"] for r in self.history]
         summary = {"loss": self.ranking.kind, "best_epoch": best_epoch, "best_valid_ndcg@10": best, "epochs_run": len(self.history),
                    "seconds_per_epoch": float(np.mean(secs)) if secs else 0.0, "history": self.history}
