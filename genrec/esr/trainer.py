@@ -245,7 +245,8 @@ class Trainer:
     def _state(self, epoch: int, best: float, best_epoch: int, bad: int, rng: np.random.Generator) -> dict:
         return {"settings": self._settings(), "model": self.model.state_dict(), "optim": self.opt.state_dict(),
                 "epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad, "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(), "history": self.history}
+                "torch_rng": torch.get_rng_state(), "history": self.history,
+                "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
 
     def _settings(self) -> dict:
         """What must match for a checkpoint to be resumed (epochs and patience may grow)."""
@@ -282,6 +283,8 @@ class Trainer:
             start_epoch, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad"]
             rng.bit_generator.state = state["rng"]
             torch.set_rng_state(state["torch_rng"])
+            if self.device.type == "cuda" and state.get("cuda_rng") is not None:  # dropout draws there on a GPU
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
             self.history = state["history"]
             log.info("resumed from %s at epoch %d (best NDCG@10 %.4f at epoch %d)", last, start_epoch, best, best_epoch)
         from genrec import console
