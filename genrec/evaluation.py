@@ -33,6 +33,7 @@ from genrec.data.source import DatasetSource
 from genrec.errors import ConfigError
 from genrec.log_key import check_settings_file
 from genrec.metrics import (
+    evaluate_parts,
     evaluate_ranking,
     expected_metrics,
     format_group_table,
@@ -354,16 +355,17 @@ def write_ledger_row(cfg: EvalConfig, result: dict) -> dict:
 TARGETS = ("all", "cold", "warm")
 
 
-def _by_target(examples: list[Example], cfg: EvalConfig, catalog_size: int) -> list[Example]:
+def _by_target(examples: list[Example], cfg: EvalConfig, cold: np.ndarray | None) -> list[Example]:
     """The events whose target is cold (or warm) under ``cfg.cold`` (``targets: all``: every one);
-    the test split is the same under the cold-item protocol, so this is its cold-target part."""
+    the test split is the same under the cold-item protocol, so this is its cold-target part.
+    ``cold``: the cold items (None without a cold set)."""
     if cfg.targets not in TARGETS:
         raise ConfigError(f"targets must be one of {', '.join(TARGETS)}, got {cfg.targets!r}")
     if cfg.targets == "all":
         return examples
-    if not cfg.cold.enabled:
+    if cold is None:
         raise ConfigError(f"targets: {cfg.targets} needs the cold set the models were trained without (cold.fraction)")
-    flags = cold_targets(examples, cold_items(catalog_size, cfg.cold))
+    flags = cold_targets(examples, cold)
     return [e for e, f in zip(examples, flags) if f == (cfg.targets == "cold")]
 
 
@@ -371,7 +373,8 @@ def _evaluate(cfg: EvalConfig, split: Split | None, out: Path) -> dict:
     if split is None:
         split = leave_one_out(cfg.dataset.load())
     catalog_size = len(split.dataset.catalog)
-    all_examples = _by_target(_examples(split, cfg.split), cfg, catalog_size)
+    cold = cold_items(catalog_size, cfg.cold) if cfg.cold.enabled else None
+    all_examples = _by_target(_examples(split, cfg.split), cfg, cold)
     sampled = sample_examples(all_examples, cfg.sample_users, cfg.seed)
     hu = head_users(split.train)
     hi = head_items(split.train, catalog_size)
@@ -397,12 +400,10 @@ def _evaluate(cfg: EvalConfig, split: Split | None, out: Path) -> dict:
             opt, pes = rank_examples(examples, fn, cfg.mask_history, desc=method)
         users, targets = [e.user for e in examples], [e.target for e in examples]
         reports[method] = evaluate_ranking(opt, pes, users, targets, hu, hi, empty=empty)
-        if cfg.targets == "all" and cfg.cold.enabled:  # a whole run under a cold set: its two parts too
-            is_cold = cold_targets(examples, cold_items(catalog_size, cfg.cold))
-            reports[method]["by_target"] = {
-                name: evaluate_ranking(opt[m], pes[m], [users[i] for i in np.flatnonzero(m)], np.asarray(targets)[m],
-                                       hu, hi, empty=None if empty is None else np.asarray(empty)[m])["overall"]
-                for name, m in (("cold", is_cold), ("warm", ~is_cold)) if m.any()}
+        if cfg.targets == "all" and cold is not None:  # a whole run under a cold set: its two parts too
+            is_cold = cold_targets(examples, cold)
+            parts = {name: m for name, m in (("cold", is_cold), ("warm", ~is_cold)) if m.any()}
+            reports[method]["by_target"] = evaluate_parts(opt, pes, users, targets, parts, hu, hi, empty)
         meta[method] = {"users": len(examples), "seconds": round(time.time() - t0, 2),
                         "sampled": len(examples) < len(all_examples)}
         if method == "calrec" and generated:

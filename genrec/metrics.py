@@ -241,6 +241,21 @@ def evaluate_ranking(opt: np.ndarray, pes: np.ndarray, users: Sequence[str], tar
     return {g: _summary(opt[m], pes[m], ks, None if flags is None else flags[m]) for g, m in masks.items()}
 
 
+def evaluate_parts(opt: np.ndarray, pes: np.ndarray, users: Sequence[str], targets: Sequence[int],
+                   parts: Mapping[str, np.ndarray], head_users: set[str], head_items: np.ndarray,
+                   empty: Sequence[bool] | None = None) -> dict[str, dict]:
+    """``{name: the overall group of evaluate_ranking}`` on the events each boolean mask of ``parts``
+    selects (the cold-item protocol's cold- and warm-target events)."""
+    opt, pes, targets = np.asarray(opt), np.asarray(pes), np.asarray(targets, dtype=np.int64)
+    flags = None if empty is None else np.asarray(empty, dtype=bool)
+    out = {}
+    for name, mask in parts.items():
+        idx = np.flatnonzero(mask)
+        out[name] = evaluate_ranking(opt[idx], pes[idx], [users[i] for i in idx], targets[idx], head_users,
+                                     head_items, empty=None if flags is None else flags[idx])["overall"]
+    return out
+
+
 def label(metric: str) -> str:
     """A metric key as a table names it (``mrr`` is the full-ranking MRR, not RecBole's MRR@10)."""
     return LABELS.get(metric, metric)

@@ -47,7 +47,7 @@ from genrec.esr.text_knn import TextKNNConfig, TextKNNScorer
 from genrec.esr.trainer import TrainConfig, Trainer, evaluate, resolve_device, seed_all
 from genrec.esr.unisrec import UniSRecConfig
 from genrec.esr.zero_shot import TransferConfig, check_transferable, transfer
-from genrec.metrics import evaluate_ranking
+from genrec.metrics import evaluate_parts, evaluate_ranking
 from genrec.run_record import run_record
 
 log = logging.getLogger(__name__)
@@ -93,14 +93,8 @@ def cold_reports(opt, pes, examples, cold, train: dict[str, list[int]], n_items:
     each the ``overall`` group of :func:`~genrec.metrics.evaluate_ranking` on those events (n,
     expected / optimistic / pessimistic means and 95% half-widths)."""
     flags = cold_targets(examples, cold)
-    users = [e.user for e in examples]
-    targets = [e.target for e in examples]
-    out = {}
-    for name, mask in (("cold", flags), ("warm", ~flags)):
-        idx = np.flatnonzero(mask)
-        out[name] = evaluate_ranking(opt[idx], pes[idx], [users[i] for i in idx], [targets[i] for i in idx],
-                                     head_users(train), head_items(train, n_items))["overall"]
-    return out
+    return evaluate_parts(opt, pes, [e.user for e in examples], [e.target for e in examples],
+                          {"cold": flags, "warm": ~flags}, head_users(train), head_items(train, n_items))
 
 
 def train_and_test(cfg: FallbackSettings) -> dict:

@@ -35,6 +35,7 @@ from genrec.data.dataset import Example
 from genrec.errors import ConfigError
 from genrec.esr.family import FallbackModel, pad_left
 from genrec.esr.losses import LossConfig, RankingLoss
+from genrec.hardware import torch_has_cuda
 from genrec.metrics import expected_from_ranks, ranks
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,11 @@ class TrainConfig:
 def resolve_device(name: str) -> torch.device:
     """``train.device``: auto (CUDA where torch has it, else the CPU), cpu or cuda[:n]."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu" or name.startswith("cuda"):
-        if name.startswith("cuda") and not torch.cuda.is_available():
+        return torch.device("cuda" if torch_has_cuda() else "cpu")
+    if name == "cpu":
+        return torch.device(name)
+    if name.startswith("cuda"):
+        if not torch_has_cuda():
             raise ConfigError(f"train.device {name!r}: torch sees no CUDA device here (use auto or cpu)")
         return torch.device(name)
     raise ConfigError(f"train.device must be auto, cpu or cuda[:n], got {name!r}")
