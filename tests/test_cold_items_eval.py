@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from genrec.config import load_config
-from genrec.data.cold_split import ColdConfig, cold_items, cold_split, cold_targets, remove_cold
+from genrec.data.cold_split import (
+    ColdConfig,
+    cold_items,
+    cold_split,
+    cold_targets,
+    held_out_items,
+    remove_cold,
+)
 from genrec.data.dataset import Example, SequenceDataset
 from genrec.data.preprocess import leave_one_out
 from genrec.data.source import DatasetSource
@@ -54,6 +61,21 @@ def test_cold_set_is_a_seeded_share_of_the_catalog():
     assert len(cold_items(200, ColdConfig())) == 0
     with pytest.raises(ConfigError, match="cold.fraction"):
         ColdConfig(fraction=1.0)
+
+
+def test_held_out_items_are_as_many_as_the_cold_set_seeded_and_warm():
+    cfg = ColdConfig(fraction=0.15, seed=3, scores="text_fused", weight_on="held_out")
+    cold = cold_items(200, cfg)
+    held = held_out_items(200, cold, cfg)
+    assert len(held) == 30 and not set(held.tolist()) & set(cold.tolist()) and (np.diff(held) > 0).all()
+    assert np.array_equal(held, held_out_items(200, cold, cfg))
+    other = ColdConfig(fraction=0.15, seed=4, scores="text_fused", weight_on="held_out")
+    assert not np.array_equal(held, held_out_items(200, cold, other))
+    assert held_out_items(5, np.array([0, 1, 2]), cfg).tolist() == [3, 4]  # never more than the warm items
+    with pytest.raises(ConfigError, match="weight_on"):
+        ColdConfig(fraction=0.15, weight_on="test")
+    with pytest.raises(ConfigError, match="text_fused"):
+        ColdConfig(fraction=0.15, scores="calibrated", weight_on="held_out")
 
 
 def test_demo_cold_split_removes_every_cold_occurrence_and_keeps_the_test_split_exact():

@@ -203,6 +203,15 @@ def test_settings_saved_before_a_later_model_section_still_match():
     assert not _same_settings({"model": "sasrec", "esr": {"hidden": 32}, "output_dir": "a"}, want)
     assert not _same_settings({"model": "pad", "esr": {"hidden": 64}, "output_dir": "a"}, {**want, "model": "pad"})
     assert _same_run({"model": "sasrec", "esr": {"hidden": 64}, "output_dir": "b"}, want)
+    # where a run trained, and a trainer's settings for a model that trains nothing, are not the run
+    trained = {"model": "sasrec", "train": {"epochs": 4, "device": "cuda"}}
+    assert _same_settings({"model": "sasrec", "train": {"epochs": 4}}, trained)
+    assert not _same_settings({"model": "sasrec", "train": {"epochs": 5}}, trained)
+    assert _same_settings({"model": "textknn", "train": {"epochs": 30}}, {**trained, "model": "textknn"})
+    # cold-item settings a run predates take their first values; a run with other values is another run
+    cold = {"model": "llmesr", "cold": {"fraction": 0.15, "id_rows": "mean", "scores": "raw", "weight_on": "valid"}}
+    assert _same_settings({"model": "llmesr", "cold": {"fraction": 0.15}}, cold)
+    assert not _same_settings({"model": "llmesr", "cold": {"fraction": 0.15, "scores": "text_fused"}}, cold)
 
 
 def test_a_finished_run_with_other_settings_is_moved_aside_not_resumed(tmp_path):

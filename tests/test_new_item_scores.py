@@ -14,7 +14,7 @@ from genrec.config import load_config
 from genrec.errors import ConfigError
 from genrec.esr.experiments import Experiment, ExperimentsConfig, run_experiments
 from genrec.esr.llmesr import DualViewModel, ESRConfig
-from genrec.esr.new_item_scores import NewItemScorer, calibrate, choose_weight, fused
+from genrec.esr.new_item_scores import NewItemScorer, calibrate, choose_weight, fused, weight_values
 from genrec.esr.pipeline import FallbackSettings, load_scorer, train_and_test
 from genrec.esr.scorer import FallbackScorer
 from genrec.esr.text_knn import TextKNNScorer
@@ -43,6 +43,12 @@ def test_weight_is_the_validation_best_and_the_smallest_of_a_tie():
     assert values == {"0.0": 0.5, "0.5": 0.5, "2.0": 1.0, "3.0": 1.0}
     assert w == 2.0  # 0.5 is not enough; 2.0 and 3.0 tie, the smaller wins
     assert choose_weight(model, knn, new, hist, [1, 1], grid=(0.0, 2.0))[0] == 0.0
+    # by group: event 0 targets item 2 (NDCG 0.5, then 1 at w 2); event 1 targets item 1, which ties with
+    # the new item 3 (both z 0 at w 0: ranks 1-2; both -1.15 at w 2, below item 2: ranks 2-3), expected over the tie
+    got = weight_values(model, knn, new, hist, [2, 1], grid=(0.0, 2.0), groups={"first": np.array([True, False])})
+    tie12, tie23 = (1 + 1 / np.log2(3)) / 2, (1 / np.log2(3) + 0.5) / 2
+    assert got["first"] == {"0.0": 0.5, "2.0": 1.0}
+    assert got["all"] == {"0.0": round((0.5 + tie12) / 2, 6), "2.0": round((1.0 + tie23) / 2, 6)}
 
 
 def test_saved_scorer_round_trip_and_recommend_skips_history(tmp_path):
@@ -65,7 +71,9 @@ def test_saved_scorer_round_trip_and_recommend_skips_history(tmp_path):
 
 def test_runner_rescores_the_trained_cold_run_with_text_fused_scores(tmp_path):
     """The experiment differing only in cold.scores is the same trained model, scored again: the
-    text-kNN weight comes from the validation split and the saved scorer ranks the test users so."""
+    text-kNN weight comes from the validation split and the saved scorer ranks the test users so.
+    With cold.weight_on=held_out a second model, trained without the held-out items too, chooses it
+    on validation events some of which target those items; a rerun reads that choice back."""
     base = ["encoder.kind=sentence-transformers", "encoder.model=all-MiniLM-L6-v2", "encoder.max_length=64",
             "esr.cross_attention=false", "encoder.threads=1", "cold.fraction=0.15", "train.epochs=2",
             f"cache={tmp_path / 'cache'}", "cold.id_rows=text"]
@@ -75,7 +83,10 @@ def test_runner_rescores_the_trained_cold_run_with_text_fused_scores(tmp_path):
                                            seeds=[0], seed_keys=["train.seed", "cold.seed"]),
                                 Experiment(name="fused", config="finetune/configs/esr_demo.yaml",
                                            overrides=[*base, "cold.scores=text_fused"], seeds=[0],
-                                           seed_keys=["train.seed", "cold.seed"])])
+                                           seed_keys=["train.seed", "cold.seed"]),
+                                Experiment(name="held", config="finetune/configs/esr_demo.yaml",
+                                           overrides=[*base, "cold.scores=text_fused", "cold.weight_on=held_out"],
+                                           seeds=[0], seed_keys=["train.seed", "cold.seed"])])
     entries = run_experiments(cfg)
     res = json.loads((tmp_path / "runs" / "demo_cold" / "fused" / "seed0" / "results.json").read_text())
     assert res["training"]["rescored_from"].endswith("llmesr/seed0")
@@ -83,6 +94,21 @@ def test_runner_rescores_the_trained_cold_run_with_text_fused_scores(tmp_path):
     grid = res["training"]["valid_ndcg10_by_text_weight"]
     assert res["training"]["text_weight"] == float(max(grid, key=lambda w: (grid[w], -float(w))))
     assert entries["fused"]["ndcg@10_cold"] != entries["llmesr"]["ndcg@10_cold"]
+    held_dir = tmp_path / "runs" / "demo_cold" / "held" / "seed0"
+    held = json.loads((held_dir / "results.json").read_text())["training"]
+    assert held["rescored_from"].endswith("/seed0") and held["text_weight_chosen_on"] == "held_out"
+    info = held["held_out"]
+    assert info["items"] == res["cold"]["items"] and info["valid_examples"] == res["cold"]["valid_examples"]
+    assert 0 < info["held_out_targets"] < info["valid_examples"]
+    parts, n_held = info["ndcg10_by_text_weight"], info["held_out_targets"]
+    for w, value in held["valid_ndcg10_by_text_weight"].items():  # the parts average to the whole
+        mixed = (parts["held_out"][w] * n_held + parts["warm"][w] * (info["valid_examples"] - n_held))
+        assert value == pytest.approx(mixed / info["valid_examples"], abs=2e-6)
+    chosen = held["valid_ndcg10_by_text_weight"]
+    assert held["text_weight"] == float(max(chosen, key=lambda w: (chosen[w], -float(w))))
+    assert (held_dir / "held_out" / "checkpoints").is_dir()
+    saved = json.loads((held_dir / "held_out" / "weight.json").read_text())
+    assert saved["text_weight"] == held["text_weight"] and saved["held_out"] == info
     with pytest.raises(ConfigError, match="cold.scores"):
         train_and_test(load_config(FallbackSettings, "finetune/configs/esr_demo.yaml",
                                    ["cold.scores=calibrated", f"output_dir={tmp_path / 'x'}"]))

@@ -18,6 +18,13 @@ new item by its text, unless some test targets are items absent from training. T
 
 Nothing else changes: text statistics over the catalog (centring, PCA of item vectors) may still
 read cold items' text, which exists before any interaction with them.
+
+**Held-out items** (``weight_on=held_out``): the validation split holds no cold target, so a
+setting that only matters for new items (how much text-kNN weighs beside a trained model,
+:mod:`genrec.esr.new_item_scores`) cannot be chosen on it. :func:`held_out_items` draws a second
+seeded set of the same size from the warm items; a second model trained without them too ranks
+the validation split, where they are new items and some events' targets, as the cold items are at
+test time. The test split and the cold set are untouched.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from genrec.errors import ConfigError
 
 ID_ROWS = ("mean", "text")
 NEW_ITEM_SCORES = ("raw", "calibrated", "text_fused")  # genrec.esr.new_item_scores
+WEIGHT_ON = ("valid", "held_out")  # where text_fused's weight is chosen (module docstring)
 
 
 @dataclass
@@ -40,6 +48,7 @@ class ColdConfig:
     seed: int = 0  # which items are cold
     id_rows: str = "mean"  # a cold item's ID row after training: mean (of trained rows) | text (mapped from its text)
     scores: str = "raw"  # raw | calibrated (cold items standardised as their own source) | text_fused (+ text-kNN)
+    weight_on: str = "valid"  # text_fused's weight chosen on: valid | held_out (validation with held-out items new)
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.fraction) < 1.0:
@@ -48,6 +57,10 @@ class ColdConfig:
             raise ConfigError(f"cold.id_rows must be one of {', '.join(ID_ROWS)}, got {self.id_rows!r}")
         if self.scores not in NEW_ITEM_SCORES:
             raise ConfigError(f"cold.scores must be one of {', '.join(NEW_ITEM_SCORES)}, got {self.scores!r}")
+        if self.weight_on not in WEIGHT_ON:
+            raise ConfigError(f"cold.weight_on must be one of {', '.join(WEIGHT_ON)}, got {self.weight_on!r}")
+        if self.weight_on == "held_out" and self.scores != "text_fused":
+            raise ConfigError("cold.weight_on=held_out chooses text_fused's weight: it needs cold.scores=text_fused")
 
     @property
     def enabled(self) -> bool:
@@ -61,6 +74,16 @@ def cold_items(num_items: int, cfg: ColdConfig) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(cfg.seed)
     return np.sort(rng.choice(num_items, size=count, replace=False)).astype(np.int64)
+
+
+def held_out_items(num_items: int, cold: np.ndarray, cfg: ColdConfig) -> np.ndarray:
+    """The sorted held-out items (module docstring): as many as the cold set, drawn without
+    replacement from the warm items by ``numpy.random.default_rng((seed, 1))``, so they depend on
+    the cold set's seed and never overlap it."""
+    warm = np.setdiff1d(np.arange(num_items, dtype=np.int64), cold)
+    count = min(len(cold), len(warm))
+    rng = np.random.default_rng((cfg.seed, 1))
+    return np.sort(rng.choice(warm, size=count, replace=False)).astype(np.int64)
 
 
 def remove_cold(split: Split, cold: np.ndarray) -> Split:

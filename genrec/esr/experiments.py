@@ -56,23 +56,38 @@ def settings_for(exp: Experiment, seed: int, runs_dir: Path) -> FallbackSettings
     return load_config(FallbackSettings, exp.config, [*exp.overrides, *seeded, f"output_dir={out}"])
 
 
+# cold-item settings of runs made before each existed (cold.id_rows filled the rows with the mean, and so on)
+COLD_DEFAULTS = {"id_rows": "mean", "scores": "raw", "weight_on": "valid"}
+
 # Settings sections added after some runs were made, each read only by its own model: a saved run
 # without one was made with settings that did not have it, not with other values of it.
 LATER_SECTIONS = ("alpharec", "darec", "pad", "hllm", "textknn", "unisrec")
 
 
 def _same_settings(saved: dict, want: dict, ignore: tuple[str, ...] = ()) -> bool:
-    """``saved`` (a finished run's settings) equals ``want``, except the keys in ``ignore`` and
-    the model sections (:data:`LATER_SECTIONS`) that its model does not read."""
+    """``saved`` (a finished run's settings) equals ``want``, except the keys in ``ignore``, the
+    model sections (:data:`LATER_SECTIONS`) that its model does not read, the training settings
+    of a model that trains nothing and ``train.device``."""
     # a model section another model's run carries is not read by it: a change there is no change of the run
     skip = set(ignore) | {k for k in LATER_SECTIONS if saved.get("model") != k}
-    if isinstance(saved.get("cold"), dict):  # runs from before cold.id_rows filled the rows with the mean
-        saved = {**saved, "cold": {"id_rows": "mean", "scores": "raw", **saved["cold"]}}
+    if saved.get("model") in UNTRAINED:
+        skip.add("train")  # popularity and text-kNN train nothing: the optimiser's settings are not part of them
+    if isinstance(saved.get("cold"), dict):  # runs from before some cold-item setting existed
+        saved = {**saved, "cold": {**COLD_DEFAULTS, **saved["cold"]}}
     if "cold" not in saved and not want.get("cold", {}).get("fraction"):
         skip.add("cold")  # a run from before the cold-item protocol: every item warm, as the protocol off
     if "transfer" not in saved and not want.get("transfer", {}).get("sources"):
         skip.add("transfer")  # a run from before zero-shot transfer: trained on its own shop, as with none
+    saved, want = _without_device(saved), _without_device(want)
     return {k: v for k, v in saved.items() if k not in skip} == {k: v for k, v in want.items() if k not in skip}
+
+
+def _without_device(settings: dict) -> dict:
+    """``settings`` less ``train.device``: where a run trained is not what it trained (the trainer's
+    resume check leaves it out too; a CPU run and a CUDA run differ only in the last bits)."""
+    if not isinstance(settings.get("train"), dict) or "device" not in settings["train"]:
+        return settings
+    return {**settings, "train": {k: v for k, v in settings["train"].items() if k != "device"}}
 
 
 def _same_run(a: dict, b: dict) -> bool:
@@ -110,24 +125,24 @@ def run_one(settings: FallbackSettings, runs_dir: Path | None = None) -> dict:
             return done
     source = _other_cold_rows(want, runs_dir)
     if source is not None:
-        log.info("%s: the run %s with cold.id_rows=%s, cold.scores=%s; scoring it again", out, source["scorer_dir"],
-                 settings.cold.id_rows, settings.cold.scores)
+        log.info("%s: the run %s with cold.id_rows=%s, cold.scores=%s, cold.weight_on=%s; scoring it again", out,
+                 source["scorer_dir"], settings.cold.id_rows, settings.cold.scores, settings.cold.weight_on)
         return rescore_cold(settings, source)
     return train_and_test(settings)
 
 
-COLD_TREATMENT = ("id_rows", "scores")  # cold-item settings applied after training (genrec.esr.cold_protocol)
+COLD_TREATMENT = ("id_rows", "scores", "weight_on")  # cold-item settings applied after training (genrec.esr.cold_protocol)
 
 
 def _other_cold_rows(want: dict, runs_dir: Path | None) -> dict | None:
     """A finished run under ``runs_dir`` that differs from ``want`` only in how cold items are
-    treated after training (``cold.id_rows``, ``cold.scores``), or None: the same trained model."""
+    treated after training (:data:`COLD_TREATMENT`), or None: the same trained model."""
     cold = want.get("cold") or {}
     if not runs_dir or not cold.get("fraction"):
         return None
     for other in sorted(runs_dir.glob("*/seed*/results.json")):
         done = json.loads(other.read_text())
-        saved = {"id_rows": "mean", "scores": "raw", **(done.get("settings", {}).get("cold") or {})}
+        saved = {**COLD_DEFAULTS, **(done.get("settings", {}).get("cold") or {})}
         treatment = {k: saved[k] for k in COLD_TREATMENT}
         if treatment != {k: cold.get(k) for k in COLD_TREATMENT} and _same_run(
                 done.get("settings", {}), {**want, "cold": {**cold, **treatment}}):

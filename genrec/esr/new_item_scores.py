@@ -14,8 +14,10 @@ trained items and the new ones, and text-kNN over the user's last item is a thir
   target as trained ones);
 * ``text_fused``: ``calibrated`` + w * the user's standardised text-kNN scores (cosine of each
   item's text vector to the last item's), w chosen on the validation split by the expected
-  NDCG@10 (:func:`choose_weight`); the validation split has no new-item target (the protocol
-  keeps them out), so w is chosen for trained targets with new items competing in the ranking.
+  NDCG@10 (:func:`choose_weight`). The validation split has no new-item target (the protocol
+  keeps them out), so there w is chosen for trained targets with new items competing in the
+  ranking; ``cold.weight_on=held_out`` chooses it where new items are targets too, on a second
+  model trained without a held-out set of warm items (:func:`genrec.data.cold_split.held_out_items`).
 
 :class:`NewItemScorer` is the saved, servable form: the trained model's scorer, the new items,
 the text-kNN vectors and w, in the model's scorer folder.
@@ -63,18 +65,34 @@ def fused(model: np.ndarray, knn: np.ndarray | None, new: np.ndarray, weight: fl
     return out + weight * standardise(knn) if knn is not None and weight else out
 
 
+def weight_values(model: np.ndarray, knn: np.ndarray, new: np.ndarray, histories: Sequence[Sequence[int]],
+                  targets: Sequence[int], grid: Sequence[float] = WEIGHTS,
+                  groups: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
+    """{group: {w: expected NDCG@10}} of ``fused(model, knn, new, w)`` over ``grid`` (history
+    masked): ``all`` the events, and each of ``groups`` (a boolean mask over the events)."""
+    t = np.asarray(targets, dtype=np.int64)
+    base, z_knn = calibrate(model, new), standardise(knn)  # once: only the weight changes over the grid
+    masks = {"all": np.ones(len(t), dtype=bool), **(groups or {})}
+    values: dict[str, dict[str, float]] = {g: {} for g in masks}
+    for w in grid:
+        opt, pes = ranks(base + w * z_knn, t, histories)
+        for g, m in masks.items():
+            values[g][str(w)] = round(expected_from_ranks(opt[m], pes[m])["ndcg@10"], 6) if m.any() else 0.0
+    return values
+
+
 def choose_weight(model: np.ndarray, knn: np.ndarray, new: np.ndarray, histories: Sequence[Sequence[int]],
                   targets: Sequence[int], grid: Sequence[float] = WEIGHTS) -> tuple[float, dict[str, float]]:
     """(w, {w: expected NDCG@10}) over ``grid`` on validation scores (history masked); the smallest w
     of the best value wins a tie."""
-    t = np.asarray(targets, dtype=np.int64)
-    base, z_knn = calibrate(model, new), standardise(knn)  # once: only the weight changes over the grid
-    values = {}
-    for w in grid:
-        opt, pes = ranks(base + w * z_knn, t, histories)
-        values[str(w)] = round(expected_from_ranks(opt, pes)["ndcg@10"], 6)
+    values = weight_values(model, knn, new, histories, targets, grid)["all"]
+    return best_weight(values), values
+
+
+def best_weight(values: dict[str, float]) -> float:
+    """The w of the best value in ``{w: value}`` (in grid order: the smallest w wins a tie)."""
     best = max(values.values())
-    return next(float(w) for w in grid if values[str(w)] == best), values
+    return next(float(w) for w, v in values.items() if v == best)
 
 
 class NewItemScorer(_Base):

@@ -18,7 +18,7 @@ import numpy as np
 
 from genrec.cache import cache_dir
 from genrec.config import to_dict
-from genrec.data.cold_split import ColdConfig, cold_split, cold_targets
+from genrec.data.cold_split import ColdConfig, cold_split, cold_targets, held_out_items, remove_cold
 from genrec.data.groups import head_items, head_users
 from genrec.data.mixed import mix_datasets
 from genrec.data.preprocess import leave_one_out
@@ -39,7 +39,7 @@ from genrec.esr.embeddings import (
 from genrec.esr.hllm import HLLMConfig
 from genrec.esr.index import similar_users
 from genrec.esr.llmesr import ESRConfig
-from genrec.esr.new_item_scores import NewItemScorer, choose_weight
+from genrec.esr.new_item_scores import NewItemScorer, best_weight, choose_weight, weight_values
 from genrec.esr.pad import PADConfig
 from genrec.esr.registry import entry
 from genrec.esr.scorer import FallbackScorer, PopularityScorer
@@ -132,6 +132,64 @@ def _text_vectors(cfg: FallbackSettings, shops: list, encoder) -> np.ndarray:
     return np.concatenate([item_embeddings(shop.catalog, encoder, _cache(cfg, shop)) for shop in shops])
 
 
+@dataclass
+class Fitted:
+    """A trained model of the registry and what was read to train it."""
+    model: object  # genrec.esr.base.FallbackModel, on the CPU, cold rows filled
+    summary: dict  # encoding and training times, the trainer's summary
+    item_vecs: np.ndarray | None = None  # the prepared item vectors the model read (None: it reads no text)
+    raw_item_vecs: np.ndarray | None = None  # the same before postprocessing
+    encoder: object = None  # the text encoder (None: no text read)
+
+
+def _fit_model(cfg: FallbackSettings, ds, split, cold: np.ndarray, sources: list, checkpoints: Path) -> Fitted:
+    """Build ``cfg.model`` and train it on ``split`` (early stopped, resumable from
+    ``checkpoints``) with the items of ``cold`` out of the loss; their ID rows are filled after
+    (``cfg.cold.id_rows``). ``sources``: the shops ``ds`` mixes for zero-shot transfer (empty:
+    ``ds`` is the tested shop), whose item texts it reads and to which the model must not be tied."""
+    spec = entry(cfg.model)
+    summary: dict = {}
+    item_vecs = raw_item_vecs = encoder = similar = None
+    if spec.needs_llm(cfg):
+        encoder = make_encoder(cfg.encoder)
+        t_emb = time.perf_counter()
+        item_vecs = raw_item_vecs = _text_vectors(cfg, sources or [ds], encoder)
+        summary["item_embedding_s"] = round(time.perf_counter() - t_emb, 1)
+        if getattr(encoder, "tokens", 0):  # 0 on a cache hit
+            summary["item_encoding"] = {"texts": encoder.calls, "tokens": encoder.tokens,
+                                        "seconds": round(encoder.seconds, 1),
+                                        "tokens_per_s": round(encoder.tokens / max(encoder.seconds, 1e-9), 1)}
+        item_vecs = postprocess(item_vecs, cfg.encoder.postprocess, cfg.encoder.dims)
+        if cfg.model == "llmesr" and cfg.esr.distill:
+            t_emb = time.perf_counter()
+            if cfg.user_embeddings == "prompt":
+                users, user_vecs = user_embeddings(ds.catalog, split.train, encoder, _cache(cfg, ds))
+            elif cfg.user_embeddings == "item_mean":
+                users, user_vecs = user_embeddings_from_items(split.train, item_vecs)
+            else:
+                raise ConfigError(f"user_embeddings must be prompt or item_mean, got {cfg.user_embeddings!r}")
+            nn = similar_users(user_vecs, cfg.esr.n_similar)
+            similar = {u: [users[j] for j in row] for u, row in zip(users, nn)}
+            summary["user_embedding_s"] = round(time.perf_counter() - t_emb, 1)
+    n_items = len(ds.catalog)
+    seed_all(cfg.train.seed, cfg.train.threads)  # the initial weights are part of a seeded run
+    model = spec.build(cfg, n_items, item_vecs, split.train, ds.catalog)
+    if sources:
+        check_transferable(model)  # before any training: a model with ID rows cannot move
+    log.info("%s: %d trainable parameters", cfg.model, sum(p.numel() for p in model.parameters() if p.requires_grad))
+    device = resolve_device(cfg.train.device)
+    trainer = Trainer(model.to(device), split.train, split.valid, cfg.train, checkpoints, similar)
+    if len(cold):  # the loss never sees a cold item, not even as a negative (genrec.esr.cold_protocol)
+        trainer.ranking = WarmOnlyRanking(trainer.ranking, n_items, cold)
+    fit = trainer.fit()
+    model.cpu()  # what follows (cold rows, transfer, the saved scorer) reads the weights as numpy
+    summary["device"] = str(device)
+    summary.update({k: v for k, v in fit.items() if k != "history"})
+    if len(cold):  # no untrained random ID row ever scores (genrec.esr.cold_protocol)
+        summary["cold_rows_filled"] = fill_cold_rows(model, cold, cfg.cold.id_rows)
+    return Fitted(model, summary, item_vecs, raw_item_vecs, encoder)
+
+
 def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
     target = cfg.dataset.load()
     sources = [s.load() for s in cfg.transfer.sources]
@@ -157,47 +215,10 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
         scorer.save(out / "scorer")
         sequential = cfg.textknn.query != "mean"
     else:
-        spec = entry(cfg.model)
-        distill = cfg.model == "llmesr" and cfg.esr.distill
-        cache = _cache(cfg, ds)
-        item_vecs, similar = None, None
-        if spec.needs_llm(cfg):
-            encoder = make_encoder(cfg.encoder)
-            t_emb = time.perf_counter()
-            item_vecs = raw_item_vecs = _text_vectors(cfg, sources or [ds], encoder)
-            summary["item_embedding_s"] = round(time.perf_counter() - t_emb, 1)
-            if getattr(encoder, "tokens", 0):  # 0 on a cache hit
-                summary["item_encoding"] = {"texts": encoder.calls, "tokens": encoder.tokens,
-                                            "seconds": round(encoder.seconds, 1),
-                                            "tokens_per_s": round(encoder.tokens / max(encoder.seconds, 1e-9), 1)}
-            item_vecs = postprocess(item_vecs, cfg.encoder.postprocess, cfg.encoder.dims)
-            if distill:
-                t_emb = time.perf_counter()
-                if cfg.user_embeddings == "prompt":
-                    users, user_vecs = user_embeddings(ds.catalog, split.train, encoder, cache)
-                elif cfg.user_embeddings == "item_mean":
-                    users, user_vecs = user_embeddings_from_items(split.train, item_vecs)
-                else:
-                    raise ConfigError(f"user_embeddings must be prompt or item_mean, got {cfg.user_embeddings!r}")
-                nn = similar_users(user_vecs, cfg.esr.n_similar)
-                similar = {u: [users[j] for j in row] for u, row in zip(users, nn)}
-                summary["user_embedding_s"] = round(time.perf_counter() - t_emb, 1)
-        seed_all(cfg.train.seed, cfg.train.threads)  # the initial weights are part of a seeded run
-        model = spec.build(cfg, n_items, item_vecs, split.train, ds.catalog)
+        fitted = _fit_model(cfg, ds, split, cold, sources, out / "checkpoints")
+        model, item_vecs, raw_item_vecs, encoder = fitted.model, fitted.item_vecs, fitted.raw_item_vecs, fitted.encoder
         sequential = model.sequential
-        if sources:
-            check_transferable(model)  # before any training: a model with ID rows cannot move
-        log.info("%s: %d trainable parameters", cfg.model, sum(p.numel() for p in model.parameters() if p.requires_grad))
-        device = resolve_device(cfg.train.device)
-        trainer = Trainer(model.to(device), split.train, split.valid, cfg.train, out / "checkpoints", similar)
-        if len(cold):  # the loss never sees a cold item, not even as a negative (genrec.esr.cold_protocol)
-            trainer.ranking = WarmOnlyRanking(trainer.ranking, n_items, cold)
-        fit = trainer.fit()
-        model.cpu()  # what follows (cold rows, transfer, the saved scorer) reads the weights as numpy
-        summary["device"] = str(device)
-        summary.update({k: v for k, v in fit.items() if k != "history"})
-        if len(cold):  # no untrained random ID row ever scores (genrec.esr.cold_protocol)
-            summary["cold_rows_filled"] = fill_cold_rows(model, cold, cfg.cold.id_rows)
+        summary.update(fitted.summary)
         if sources:  # the trained model, over the tested shop's item texts (genrec.esr.zero_shot)
             raw_item_vecs = _text_vectors(cfg, [target], encoder)
             transfer(model, postprocess(raw_item_vecs, cfg.encoder.postprocess, cfg.encoder.dims))
@@ -207,7 +228,7 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
         scorer = FallbackScorer(model, meta={"model": cfg.model, "loss": cfg.train.loss.kind, "dataset": ds.name,
                                              "sequential": model.sequential,
                                              "catalog_fingerprint": ds.catalog.fingerprint()})
-        scorer = _new_item_scores(cfg, ds, split, cold, scorer, summary, item_vecs)
+        scorer = _new_item_scores(cfg, ds, split, cold, scorer, summary, out, item_vecs)
         scorer.save(out / "scorer")
         e_se = getattr(model, "e_se", None)
         if e_se is not None:  # how a new item's text reaches the model's semantic view (genrec.esr.cold_items)
@@ -217,12 +238,12 @@ def _train_and_test(cfg: FallbackSettings, out: Path) -> dict:
     return _test_result(cfg, ds, split, cold, scorer, summary, sequential, out)
 
 
-def _new_item_scores(cfg: FallbackSettings, ds, split, cold, scorer: FallbackScorer, summary: dict,
+def _new_item_scores(cfg: FallbackSettings, ds, split, cold, scorer: FallbackScorer, summary: dict, out: Path,
                      text: np.ndarray | None = None):
     """``scorer`` with the cold items scored as their own source (``cold.scores``;
-    :mod:`genrec.esr.new_item_scores`), text-kNN's weight chosen on the validation split; the
-    choice goes into ``summary``. ``raw``: the scorer itself. ``text``: the catalog's prepared item
-    vectors where the caller holds them (else read from the cache)."""
+    :mod:`genrec.esr.new_item_scores`), text-kNN's weight chosen on the validation split
+    (``cold.weight_on``); the choice goes into ``summary``. ``raw``: the scorer itself. ``text``:
+    the catalog's prepared item vectors where the caller holds them (else read from the cache)."""
     if cfg.cold.scores == "raw":
         return scorer
     knn = None
@@ -231,14 +252,51 @@ def _new_item_scores(cfg: FallbackSettings, ds, split, cold, scorer: FallbackSco
             text = postprocess(_text_vectors(cfg, [ds], make_encoder(cfg.encoder)), cfg.encoder.postprocess,
                                cfg.encoder.dims)
         knn = TextKNNScorer(text, "last")
-    fused = NewItemScorer(scorer, cold, cfg.cold.scores, knn, 0.0, meta={"chosen_on": "valid"})
-    if knn is not None:
+    fused = NewItemScorer(scorer, cold, cfg.cold.scores, knn, 0.0, meta={"chosen_on": cfg.cold.weight_on})
+    if knn is None:
+        return fused
+    if cfg.cold.weight_on == "held_out":
+        choice = _held_out_weight(cfg, ds, split, cold, knn, out / "held_out")
+    else:
         hist = [list(e.history) for e in split.valid]
-        fused.weight, grid = choose_weight(scorer.score_batch(hist), knn.score_batch(hist), fused.new, hist,
-                                           [e.target for e in split.valid])
-        summary.update(text_weight=fused.weight, text_weight_chosen_on="valid", valid_ndcg10_by_text_weight=grid)
-        log.info("new-item scores: text-kNN weight %s chosen on validation (%s)", fused.weight, grid)
+        w, grid = choose_weight(scorer.score_batch(hist), knn.score_batch(hist), fused.new, hist,
+                                [e.target for e in split.valid])
+        choice = {"text_weight": w, "valid_ndcg10_by_text_weight": grid}
+    fused.weight = choice["text_weight"]
+    summary.update(choice, text_weight_chosen_on=cfg.cold.weight_on)
+    log.info("new-item scores: text-kNN weight %s chosen on %s (%s)", fused.weight, cfg.cold.weight_on,
+             choice["valid_ndcg10_by_text_weight"])
     return fused
+
+
+def _held_out_weight(cfg: FallbackSettings, ds, split, cold: np.ndarray, knn: TextKNNScorer, out: Path) -> dict:
+    """text-kNN's weight chosen where new items are targets (``cold.weight_on=held_out``,
+    :func:`~genrec.data.cold_split.held_out_items`): a second model, trained as the first but
+    without the held-out items too, ranks the validation split with the cold and the held-out
+    items as its new items; w is the best of the grid over all validation events, as the test
+    split mixes cold and warm targets. Written to ``out/weight.json``, which a rerun reads."""
+    done = out / "weight.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    held = held_out_items(len(ds.catalog), cold, cfg.cold)
+    new = np.union1d(cold, held)
+    log.info("new-item weight: training a second %s without %d held-out items too", cfg.model, len(held))
+    fitted = _fit_model(cfg, ds, remove_cold(split, held), new, [], out / "checkpoints")
+    hist = [list(e.history) for e in split.valid]
+    targets = [e.target for e in split.valid]
+    mask = np.zeros(len(ds.catalog), dtype=bool)
+    mask[new] = True
+    on_held = cold_targets(split.valid, held)
+    values = weight_values(FallbackScorer(fitted.model).score_batch(hist), knn.score_batch(hist), mask, hist, targets,
+                           groups={"held_out": on_held, "warm": ~on_held})
+    choice = {"text_weight": best_weight(values["all"]), "valid_ndcg10_by_text_weight": values["all"],
+              "held_out": {"items": int(len(held)), "valid_examples": len(targets), "held_out_targets": int(on_held.sum()),
+                           "ndcg10_by_text_weight": {k: v for k, v in values.items() if k != "all"},
+                           "training": {k: v for k, v in fitted.summary.items() if k in (
+                               "best_epoch", "best_valid_ndcg@10", "epochs_run", "seconds_per_epoch", "device")}}}
+    out.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(choice, indent=1))
+    return choice
 
 
 def _rank_test(scorer, split, n_items: int, mask_history: bool) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -282,7 +340,7 @@ def rescore_cold(cfg: FallbackSettings, source: dict) -> dict:
         old = FallbackScorer.load(src, ds.catalog)
         summary = {**source["training"], "rescored_from": str(src.parent),
                    "cold_rows_filled": fill_cold_rows(old.model, cold, cfg.cold.id_rows)}
-        scorer = _new_item_scores(cfg, ds, split, cold, FallbackScorer(old.model, meta=old.meta), summary)
+        scorer = _new_item_scores(cfg, ds, split, cold, FallbackScorer(old.model, meta=old.meta), summary, out)
         scorer.save(out / "scorer")
         if ItemTextEncoder.load(src) is not None:
             ItemTextEncoder.load(src).save(out / "scorer")
