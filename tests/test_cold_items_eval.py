@@ -76,6 +76,8 @@ def test_held_out_items_are_as_many_as_the_cold_set_seeded_and_warm():
         ColdConfig(fraction=0.15, weight_on="test")
     with pytest.raises(ConfigError, match="text_fused"):
         ColdConfig(fraction=0.15, scores="calibrated", weight_on="held_out")
+    with pytest.raises(ConfigError, match="weight_on=held_out"):
+        ColdConfig(fraction=0.15, scores="text_fused", text_weights="per_group")
 
 
 def test_demo_cold_split_removes_every_cold_occurrence_and_keeps_the_test_split_exact():

@@ -14,7 +14,14 @@ from genrec.config import load_config
 from genrec.errors import ConfigError
 from genrec.esr.experiments import Experiment, ExperimentsConfig, run_experiments
 from genrec.esr.llmesr import DualViewModel, ESRConfig
-from genrec.esr.new_item_scores import NewItemScorer, calibrate, choose_weight, fused, weight_values
+from genrec.esr.new_item_scores import (
+    NewItemScorer,
+    calibrate,
+    choose_weight,
+    fused,
+    weight_key,
+    weight_values,
+)
 from genrec.esr.pipeline import FallbackSettings, load_scorer, train_and_test
 from genrec.esr.scorer import FallbackScorer
 from genrec.esr.text_knn import TextKNNScorer
@@ -51,6 +58,25 @@ def test_weight_is_the_validation_best_and_the_smallest_of_a_tie():
     assert got["all"] == {"0.0": round((0.5 + tie12) / 2, 6), "2.0": round((1.0 + tie23) / 2, 6)}
 
 
+def test_per_group_weights_by_hand():
+    """The trained items' and the new items' kNN weights apart: a pair (w, w) is the single w, and a
+    new target is lifted by the new items' weight alone."""
+    new = np.array([False, False, False, True])
+    model, knn = np.array([[3.0, 2.0, 1.0, 0.0]]), np.array([[0.0, 0.0, 0.0, 1.0]])
+    z = np.array([-1.0, -1.0, -1.0, 3.0]) / np.sqrt(3)  # kNN standardised: mean 0.25, deviation sqrt(3)/4
+    np.testing.assert_allclose(fused(model, knn, new, 2.0, 0.0), calibrate(model, new) + 2.0 * z * ~new)
+    np.testing.assert_allclose(fused(model, knn, new, 0.5, 0.5), fused(model, knn, new, 0.5))
+    hist = [[0]]
+    pairs = weight_values(model, knn, new, hist, [3], grid=((0.5, 0.5), (0.0, 0.0), (0.0, 1.0)))["all"]
+    assert pairs["0.5/0.5"] == weight_values(model, knn, new, hist, [3], grid=(0.5,))["all"]["0.5"]
+    # item 0 masked; at (0, 0) the new target (z 0) ties item 1 (z 0): ranks 1-2; at (0, 1) it is first
+    assert pairs["0.0/0.0"] == round((1 + 1 / np.log2(3)) / 2, 6) and pairs["0.0/1.0"] == 1.0
+    assert choose_weight(model, knn, new, hist, [3], grid=((0.0, 0.0), (0.0, 1.0), (0.0, 2.0))) == (
+        (0.0, 1.0), {"0.0/0.0": pairs["0.0/0.0"], "0.0/1.0": 1.0, "0.0/2.0": 1.0})  # the first best wins a tie
+    assert choose_weight(model, knn, new, hist, [1], grid=((0.0, 0.0), (0.0, 1.0)))[0] == (0.0, 0.0)
+    assert weight_key(0.3) == "0.3" and weight_key((0.3, 1.0)) == "0.3/1.0"
+
+
 def test_saved_scorer_round_trip_and_recommend_skips_history(tmp_path):
     torch.manual_seed(0)
     text = np.random.default_rng(0).normal(size=(9, 8)).astype(np.float32)
@@ -67,6 +93,12 @@ def test_saved_scorer_round_trip_and_recommend_skips_history(tmp_path):
     assert [i for i, _ in top[1]] == [int(i) for i in order if i != 5]
     with pytest.raises(ConfigError, match="text-kNN"):
         NewItemScorer(inner, [1], "text_fused")
+    apart = NewItemScorer(inner, [7, 2], "text_fused", TextKNNScorer(text, "last"), 0.5, weight_new=1.5)
+    apart.save(tmp_path / "apart")
+    again = load_scorer(FallbackSettings(model="llmesr"), tmp_path / "apart", None)
+    assert again.weight == 0.5 and again.weight_new == 1.5 and back.weight_new is None
+    np.testing.assert_allclose(again.score_batch(hist), apart.score_batch(hist))
+    assert not np.allclose(again.score_batch(hist), s.score_batch(hist))
 
 
 def test_runner_rescores_the_trained_cold_run_with_text_fused_scores(tmp_path):
@@ -86,6 +118,10 @@ def test_runner_rescores_the_trained_cold_run_with_text_fused_scores(tmp_path):
                                            seed_keys=["train.seed", "cold.seed"]),
                                 Experiment(name="held", config="finetune/configs/esr_demo.yaml",
                                            overrides=[*base, "cold.scores=text_fused", "cold.weight_on=held_out"],
+                                           seeds=[0], seed_keys=["train.seed", "cold.seed"]),
+                                Experiment(name="apart", config="finetune/configs/esr_demo.yaml",
+                                           overrides=[*base, "cold.scores=text_fused", "cold.weight_on=held_out",
+                                                      "cold.text_weights=per_group"],
                                            seeds=[0], seed_keys=["train.seed", "cold.seed"])])
     entries = run_experiments(cfg)
     res = json.loads((tmp_path / "runs" / "demo_cold" / "fused" / "seed0" / "results.json").read_text())
@@ -109,6 +145,15 @@ def test_runner_rescores_the_trained_cold_run_with_text_fused_scores(tmp_path):
     assert (held_dir / "held_out" / "checkpoints").is_dir()
     saved = json.loads((held_dir / "held_out" / "weight.json").read_text())
     assert saved["text_weight"] == held["text_weight"] and saved["held_out"] == info
+    # per group: a pair from the 11 x 11 grid, the best over all validation events, and the scorer serves it
+    apart_dir = tmp_path / "runs" / "demo_cold" / "apart" / "seed0"
+    apart = json.loads((apart_dir / "results.json").read_text())["training"]
+    values = apart["valid_ndcg10_by_text_weight"]
+    assert len(values) == 121 and max(values.values()) >= max(chosen.values())  # the single weights are the diagonal
+    w, w_new = apart["text_weight"]
+    assert values[f"{w}/{w_new}"] == max(values.values())
+    scorer = load_scorer(FallbackSettings(model="llmesr"), apart_dir / "scorer", None)
+    assert (scorer.weight, scorer.weight_new) == (w, w_new)
     with pytest.raises(ConfigError, match="cold.scores"):
         train_and_test(load_config(FallbackSettings, "finetune/configs/esr_demo.yaml",
                                    ["cold.scores=calibrated", f"output_dir={tmp_path / 'x'}"]))

@@ -40,6 +40,7 @@ from genrec.errors import ConfigError
 ID_ROWS = ("mean", "text")
 NEW_ITEM_SCORES = ("raw", "calibrated", "text_fused")  # genrec.esr.new_item_scores
 WEIGHT_ON = ("valid", "held_out")  # where text_fused's weight is chosen (module docstring)
+TEXT_WEIGHTS = ("one", "per_group")  # text_fused: one kNN weight, or the trained and the new items' apart
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ColdConfig:
     id_rows: str = "mean"  # a cold item's ID row after training: mean (of trained rows) | text (mapped from its text)
     scores: str = "raw"  # raw | calibrated (cold items standardised as their own source) | text_fused (+ text-kNN)
     weight_on: str = "valid"  # text_fused's weight chosen on: valid | held_out (validation with held-out items new)
+    text_weights: str = "one"  # text_fused: one | per_group (the new items' kNN weight chosen apart; needs held_out)
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.fraction) < 1.0:
@@ -61,6 +63,11 @@ class ColdConfig:
             raise ConfigError(f"cold.weight_on must be one of {', '.join(WEIGHT_ON)}, got {self.weight_on!r}")
         if self.weight_on == "held_out" and self.scores != "text_fused":
             raise ConfigError("cold.weight_on=held_out chooses text_fused's weight: it needs cold.scores=text_fused")
+        if self.text_weights not in TEXT_WEIGHTS:
+            raise ConfigError(f"cold.text_weights must be one of {', '.join(TEXT_WEIGHTS)}, got {self.text_weights!r}")
+        if self.text_weights == "per_group" and self.weight_on != "held_out":
+            raise ConfigError("cold.text_weights=per_group chooses the new items' own weight, which needs new-item "
+                              "targets: set cold.weight_on=held_out (the validation split holds none)")
 
     @property
     def enabled(self) -> bool:

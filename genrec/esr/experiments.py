@@ -57,7 +57,7 @@ def settings_for(exp: Experiment, seed: int, runs_dir: Path) -> FallbackSettings
 
 
 # cold-item settings of runs made before each existed (cold.id_rows filled the rows with the mean, and so on)
-COLD_DEFAULTS = {"id_rows": "mean", "scores": "raw", "weight_on": "valid"}
+COLD_DEFAULTS = {"id_rows": "mean", "scores": "raw", "weight_on": "valid", "text_weights": "one"}
 
 # Settings sections added after some runs were made, each read only by its own model: a saved run
 # without one was made with settings that did not have it, not with other values of it.
@@ -131,7 +131,7 @@ def run_one(settings: FallbackSettings, runs_dir: Path | None = None) -> dict:
     return train_and_test(settings)
 
 
-COLD_TREATMENT = ("id_rows", "scores", "weight_on")  # cold-item settings applied after training (genrec.esr.cold_protocol)
+COLD_TREATMENT = ("id_rows", "scores", "weight_on", "text_weights")  # cold-item settings applied after training (genrec.esr.cold_protocol)
 
 
 def _other_cold_rows(want: dict, runs_dir: Path | None) -> dict | None:

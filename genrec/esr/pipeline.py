@@ -39,7 +39,14 @@ from genrec.esr.embeddings import (
 from genrec.esr.hllm import HLLMConfig
 from genrec.esr.index import similar_users
 from genrec.esr.llmesr import ESRConfig
-from genrec.esr.new_item_scores import NewItemScorer, best_weight, choose_weight, weight_values
+from genrec.esr.new_item_scores import (
+    PAIRS,
+    WEIGHTS,
+    NewItemScorer,
+    best_weight,
+    choose_weight,
+    weight_values,
+)
 from genrec.esr.pad import PADConfig
 from genrec.esr.registry import entry
 from genrec.esr.scorer import FallbackScorer, PopularityScorer
@@ -255,21 +262,23 @@ def _new_item_scores(cfg: FallbackSettings, ds, split, cold, scorer: FallbackSco
     fused = NewItemScorer(scorer, cold, cfg.cold.scores, knn, 0.0, meta={"chosen_on": cfg.cold.weight_on})
     if knn is None:
         return fused
+    grid = PAIRS if cfg.cold.text_weights == "per_group" else WEIGHTS
     if cfg.cold.weight_on == "held_out":
-        choice = _held_out_weight(cfg, ds, split, cold, knn, out / "held_out")
+        choice = _held_out_weight(cfg, ds, split, cold, knn, grid, out / "held_out")
     else:
         hist = [list(e.history) for e in split.valid]
-        w, grid = choose_weight(scorer.score_batch(hist), knn.score_batch(hist), fused.new, hist,
-                                [e.target for e in split.valid])
-        choice = {"text_weight": w, "valid_ndcg10_by_text_weight": grid}
-    fused.weight = choice["text_weight"]
+        w, values = choose_weight(scorer.score_batch(hist), knn.score_batch(hist), fused.new, hist,
+                                  [e.target for e in split.valid], grid)
+        choice = {"text_weight": w, "valid_ndcg10_by_text_weight": values}
+    w = choice["text_weight"]
+    fused.weight, fused.weight_new = (float(w[0]), float(w[1])) if isinstance(w, (list, tuple)) else (float(w), None)
     summary.update(choice, text_weight_chosen_on=cfg.cold.weight_on)
-    log.info("new-item scores: text-kNN weight %s chosen on %s (%s)", fused.weight, cfg.cold.weight_on,
-             choice["valid_ndcg10_by_text_weight"])
+    log.info("new-item scores: text-kNN weight %s (new items: %s) chosen on %s", fused.weight,
+             "the same" if fused.weight_new is None else fused.weight_new, cfg.cold.weight_on)
     return fused
 
 
-def _held_out_weight(cfg: FallbackSettings, ds, split, cold: np.ndarray, knn: TextKNNScorer, out: Path) -> dict:
+def _held_out_weight(cfg: FallbackSettings, ds, split, cold: np.ndarray, knn: TextKNNScorer, grid, out: Path) -> dict:
     """text-kNN's weight chosen where new items are targets (``cold.weight_on=held_out``,
     :func:`~genrec.data.cold_split.held_out_items`): a second model, trained as the first but
     without the held-out items too, ranks the validation split with the cold and the held-out
@@ -288,8 +297,8 @@ def _held_out_weight(cfg: FallbackSettings, ds, split, cold: np.ndarray, knn: Te
     mask[new] = True
     on_held = cold_targets(split.valid, held)
     values = weight_values(FallbackScorer(fitted.model).score_batch(hist), knn.score_batch(hist), mask, hist, targets,
-                           groups={"held_out": on_held, "warm": ~on_held})
-    choice = {"text_weight": best_weight(values["all"]), "valid_ndcg10_by_text_weight": values["all"],
+                           grid, groups={"held_out": on_held, "warm": ~on_held})
+    choice = {"text_weight": best_weight(values["all"], grid), "valid_ndcg10_by_text_weight": values["all"],
               "held_out": {"items": int(len(held)), "valid_examples": len(targets), "held_out_targets": int(on_held.sum()),
                            "ndcg10_by_text_weight": {k: v for k, v in values.items() if k != "all"},
                            "training": {k: v for k, v in fitted.summary.items() if k in (
