@@ -131,7 +131,8 @@ def run_one(settings: FallbackSettings, runs_dir: Path | None = None) -> dict:
     return train_and_test(settings)
 
 
-COLD_TREATMENT = ("id_rows", "scores", "weight_on", "text_weights")  # cold-item settings applied after training (genrec.esr.cold_protocol)
+# cold-item settings applied after training (genrec.esr.cold_protocol, genrec.esr.new_item_scores)
+COLD_TREATMENT = ("id_rows", "scores", "weight_on", "text_weights")
 
 
 def _other_cold_rows(want: dict, runs_dir: Path | None) -> dict | None:

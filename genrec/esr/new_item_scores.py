@@ -14,12 +14,13 @@ trained items and the new ones, and text-kNN over the user's last item is a thir
   target as trained ones);
 * ``text_fused``: ``calibrated`` + w * the user's standardised text-kNN scores (cosine of each
   item's text vector to the last item's; ``cold.text_weights=per_group``: one w for the trained
-  items and another for the new ones, as data fusion weighs each source by its own worth),
-  w chosen on the validation split by the expected
-  NDCG@10 (:func:`choose_weight`). The validation split has no new-item target (the protocol
-  keeps them out), so there w is chosen for trained targets with new items competing in the
-  ranking; ``cold.weight_on=held_out`` chooses it where new items are targets too, on a second
-  model trained without a held-out set of warm items (:func:`genrec.data.cold_split.held_out_items`).
+  items and another for the new ones, as data fusion weighs each source by its own worth), w
+  chosen on the validation split by the expected NDCG@10 (:func:`choose_weight`). The validation
+  split has no new-item target (the protocol keeps them out), so there w is chosen for trained
+  targets with new items competing in the ranking; ``cold.weight_on=held_out`` chooses it where
+  new items are targets too, on a second model trained without a held-out set of warm items
+  (:func:`genrec.data.cold_split.held_out_items`). On Scientific the held-out choice is the better
+  one, and the per-group weights trade the new items away (docs/experiments/cold_items.md).
 
 :class:`NewItemScorer` is the saved, servable form: the trained model's scorer, the new items,
 the text-kNN vectors and w, in the model's scorer folder.
