@@ -209,7 +209,8 @@ def test_settings_saved_before_a_later_model_section_still_match():
     assert not _same_settings({"model": "sasrec", "train": {"epochs": 5}}, trained)
     assert _same_settings({"model": "textknn", "train": {"epochs": 30}}, {**trained, "model": "textknn"})
     # cold-item settings a run predates take their first values; a run with other values is another run
-    cold = {"model": "llmesr", "cold": {"fraction": 0.15, "id_rows": "mean", "scores": "raw", "weight_on": "valid"}}
+    cold = {"model": "llmesr", "cold": {"fraction": 0.15, "id_rows": "mean", "scores": "raw", "weight_on": "valid",
+                                        "text_weights": "one"}}
     assert _same_settings({"model": "llmesr", "cold": {"fraction": 0.15}}, cold)
     assert not _same_settings({"model": "llmesr", "cold": {"fraction": 0.15, "scores": "text_fused"}}, cold)
 
