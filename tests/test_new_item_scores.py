@@ -105,7 +105,7 @@ def test_runner_rescores_the_trained_cold_run_with_text_fused_scores(tmp_path):
     """The experiment differing only in cold.scores is the same trained model, scored again: the
     text-kNN weight comes from the validation split and the saved scorer ranks the test users so.
     With cold.weight_on=held_out a second model, trained without the held-out items too, chooses it
-    on validation events some of which target those items; a rerun reads that choice back."""
+    on validation events some of which target those items, and keeps the choice for a resumed run."""
     base = ["encoder.kind=sentence-transformers", "encoder.model=all-MiniLM-L6-v2", "encoder.max_length=64",
             "esr.cross_attention=false", "encoder.threads=1", "cold.fraction=0.15", "train.epochs=2",
             f"cache={tmp_path / 'cache'}", "cold.id_rows=text"]
