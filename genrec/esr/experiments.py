@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from genrec.config import load_config, to_dict
+from genrec.data.cold_split import ColdConfig
 from genrec.errors import ConfigError
 from genrec.esr.cold_protocol import cold_ledger_keys
 from genrec.esr.pipeline import UNTRAINED, FallbackSettings, rescore_cold, test_report, train_and_test
@@ -56,8 +57,10 @@ def settings_for(exp: Experiment, seed: int, runs_dir: Path) -> FallbackSettings
     return load_config(FallbackSettings, exp.config, [*exp.overrides, *seeded, f"output_dir={out}"])
 
 
-# cold-item settings of runs made before each existed (cold.id_rows filled the rows with the mean, and so on)
-COLD_DEFAULTS = {"id_rows": "mean", "scores": "raw", "weight_on": "valid", "text_weights": "one"}
+# cold-item settings applied after training (genrec.esr.cold_protocol, genrec.esr.new_item_scores)
+COLD_TREATMENT = ("id_rows", "scores", "weight_on", "text_weights")
+# what a run made before one of them existed did: each default is the behaviour from before its setting
+COLD_DEFAULTS = {k: getattr(ColdConfig(), k) for k in COLD_TREATMENT}
 
 # Settings sections added after some runs were made, each read only by its own model: a saved run
 # without one was made with settings that did not have it, not with other values of it.
@@ -125,14 +128,10 @@ def run_one(settings: FallbackSettings, runs_dir: Path | None = None) -> dict:
             return done
     source = _other_cold_rows(want, runs_dir)
     if source is not None:
-        log.info("%s: the run %s with cold.id_rows=%s, cold.scores=%s, cold.weight_on=%s; scoring it again", out,
-                 source["scorer_dir"], settings.cold.id_rows, settings.cold.scores, settings.cold.weight_on)
+        log.info("%s: the run %s with cold settings %s; scoring it again", out, source["scorer_dir"],
+                 {k: getattr(settings.cold, k) for k in COLD_TREATMENT})
         return rescore_cold(settings, source)
     return train_and_test(settings)
-
-
-# cold-item settings applied after training (genrec.esr.cold_protocol, genrec.esr.new_item_scores)
-COLD_TREATMENT = ("id_rows", "scores", "weight_on", "text_weights")
 
 
 def _other_cold_rows(want: dict, runs_dir: Path | None) -> dict | None:
