@@ -136,6 +136,15 @@ def to_dict(obj: Any) -> dict:
     return dataclasses.asdict(obj)
 
 
+def fill_missing(saved: Any, defaults: Any) -> Any:
+    """``saved`` settings with each key they lack (at any depth) taken from ``defaults``: a setting
+    added since they were saved defaults to the behaviour from before it existed, so settings saved
+    by an older genrec compare and resume under a newer one."""
+    if not isinstance(saved, dict) or not isinstance(defaults, dict):
+        return saved
+    return {**defaults, **{k: fill_missing(v, defaults.get(k)) for k, v in saved.items()}}
+
+
 # -- help: every setting as the dotted key it takes, with its type, default and meaning ----------
 @dataclasses.dataclass
 class SettingHelp:

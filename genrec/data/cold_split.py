@@ -37,7 +37,7 @@ from genrec.data.dataset import Example, SequenceDataset, Split
 from genrec.data.preprocess import dedup_consecutive, leave_one_out
 from genrec.errors import ConfigError
 
-ID_ROWS = ("mean", "text")
+ID_ROWS = ("mean", "text", "learned")
 NEW_ITEM_SCORES = ("raw", "calibrated", "text_fused")  # genrec.esr.new_item_scores
 WEIGHT_ON = ("valid", "held_out")  # where text_fused's weight is chosen (module docstring)
 TEXT_WEIGHTS = ("one", "per_group")  # text_fused: one kNN weight, or the trained and the new items' apart
@@ -47,7 +47,7 @@ TEXT_WEIGHTS = ("one", "per_group")  # text_fused: one kNN weight, or the traine
 class ColdConfig:
     fraction: float = 0.0  # share of the catalog held out of training (0 = the normal split)
     seed: int = 0  # which items are cold
-    id_rows: str = "mean"  # a cold item's ID row after training: mean (of trained rows) | text (mapped from its text)
+    id_rows: str = "mean"  # a cold item's ID row after training: mean (of trained rows) | text (ridge-mapped from its text) | learned (the map esr.id_dropout trained)
     scores: str = "raw"  # raw | calibrated (cold items standardised as their own source) | text_fused (+ text-kNN)
     weight_on: str = "valid"  # text_fused's weight chosen on: valid | held_out (validation with held-out items new)
     text_weights: str = "one"  # text_fused: one | per_group (the new items' kNN weight chosen apart; needs held_out)

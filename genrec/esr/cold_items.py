@@ -5,7 +5,9 @@ vector (LLM-ESR's adapter over the frozen encoder vector), which a new item can 
 model's own text path, and an *ID* (collaborative) one, a trained embedding row that does not exist
 for an id the model never saw. The treatment here is the one shared by every unseen item:
 
-* ID part: **the mean of the trained ID rows** (padding row 0 left out). Not zeros: an item's score
+* ID part: **the mean of the trained ID rows** (padding row 0 left out); for an LLM-ESR trained
+  with item-ID dropout, the row its learned text-to-ID map gives the item's text (what training
+  taught it to rank a row-less item by; see :mod:`genrec.esr.llmesr`). Not zeros: an item's score
   is u · e, so a zero ID row scores every new item exactly 0 on that part, which puts it above every
   trained item with a negative ID score and below every positive one, whatever the user; the mean
   is the least-squares guess of an unknown row, so a new item gets the ID score of an average
@@ -64,6 +66,8 @@ def cold_output_rows(model: FallbackModel, tables: dict[str, torch.Tensor], coun
                 continue
             if view == "se" and semantic is not None:
                 parts.append(semantic_rows(model, semantic))
+            elif view == "co" and semantic is not None and hasattr(model, "co_from_text"):
+                parts.append(model.mapped_id_rows(torch.as_tensor(np.asarray(semantic, dtype=np.float32))))
             else:
                 parts.append(unseen_row(tables[view]).expand(count, -1))
         return torch.cat(parts, dim=-1).float().numpy().reshape(count, -1)

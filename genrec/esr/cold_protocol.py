@@ -15,6 +15,9 @@ Two things make "training never sees a cold item" hold beyond the split itself:
   AlphaRec's MLP over the text (no graph edge, no ID row: nothing to replace), UniSRec's adapter
   over the text (inductive: no ID row). SASRec has only the
   ID row, so every cold item gets the same shared embedding (Recformer's treatment).
+  ``id_rows=text`` maps a cold item's text to an ID row after training instead (a ridge fit on the
+  warm items' rows); ``id_rows=learned`` uses the map an LLM-ESR trained with item-ID dropout
+  learned for exactly this (:mod:`genrec.esr.llmesr`).
 
 The filled rows are in the saved scorer, so serving and every later reading use the same treatment.
 """
@@ -114,7 +117,8 @@ def fill_cold_rows(model: FallbackModel, cold: np.ndarray, how: str = "mean") ->
     """Write each cold item's ID row: ``mean``, the shared unseen row (mean of the warm items'
     trained rows); ``text``, a row mapped from the item's text (:func:`text_mapped_rows`) for a
     model that holds item text. Warm rows are untouched, so filling again with another ``how``
-    gives that treatment exactly. Returns how many rows were written (0 without ID rows)."""
+    gives that treatment exactly; ``learned``, the rows of the text-to-ID map the model trained with
+    item-ID dropout (``esr.id_dropout``). Returns how many rows were written (0 without ID rows)."""
     name = id_table_name(model)
     if name is None or not len(cold):
         return 0
@@ -130,8 +134,15 @@ def fill_cold_rows(model: FallbackModel, cold: np.ndarray, how: str = "mean") ->
         warm = warm_rows[1:].numpy() - 1
         mapped = text_mapped_rows(text, weight[1:].float().numpy(), warm, cold)
         weight[torch.as_tensor(cold + 1)] = torch.from_numpy(mapped).to(weight.dtype)
+    elif how == "learned":
+        owner = _attr(model, name.rpartition(".")[0]) if "." in name else model
+        if not hasattr(owner, "co_from_text"):
+            raise ConfigError(f"cold.id_rows=learned needs a model trained with item-ID dropout (esr.id_dropout > 0); "
+                              f"this {model.name} has no text-to-ID map")
+        rows = torch.as_tensor(cold + 1)
+        weight[rows] = owner.mapped_id_rows(owner.e_se[rows]).to(weight.dtype)
     else:
-        raise ConfigError(f"cold.id_rows must be mean or text, got {how!r}")
+        raise ConfigError(f"cold.id_rows must be one of mean, text, learned, got {how!r}")
     return len(cold)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genrec.config import load_config, to_dict
+from genrec.config import fill_missing, load_config, to_dict
 from genrec.data.cold_split import ColdConfig
 from genrec.errors import ConfigError
 from genrec.esr.cold_protocol import cold_ledger_keys
@@ -62,6 +62,8 @@ COLD_TREATMENT = ("id_rows", "scores", "weight_on", "text_weights")
 # what a run made before one of them existed did: each default is the behaviour from before its setting
 COLD_DEFAULTS = {k: getattr(ColdConfig(), k) for k in COLD_TREATMENT}
 
+_DEFAULTS = to_dict(FallbackSettings())
+
 # Settings sections added after some runs were made, each read only by its own model: a saved run
 # without one was made with settings that did not have it, not with other values of it.
 LATER_SECTIONS = ("alpharec", "darec", "pad", "hllm", "textknn", "unisrec")
@@ -75,8 +77,7 @@ def _same_settings(saved: dict, want: dict, ignore: tuple[str, ...] = ()) -> boo
     skip = set(ignore) | {k for k in LATER_SECTIONS if saved.get("model") != k}
     if saved.get("model") in UNTRAINED:
         skip.add("train")  # popularity and text-kNN train nothing: the optimiser's settings are not part of them
-    if isinstance(saved.get("cold"), dict):  # runs from before some cold-item setting existed
-        saved = {**saved, "cold": {**COLD_DEFAULTS, **saved["cold"]}}
+    saved = fill_missing(saved, _DEFAULTS)  # a run from before some setting existed ran as its default
     if "cold" not in saved and not want.get("cold", {}).get("fraction"):
         skip.add("cold")  # a run from before the cold-item protocol: every item warm, as the protocol off
     if "transfer" not in saved and not want.get("transfer", {}).get("sources"):

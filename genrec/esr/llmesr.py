@@ -18,6 +18,13 @@ Parts and their switches (each removes exactly what it names):
   attended sequence is merged).  ``cross_attention=False`` drops both modules.
 - one SASRec encoder shared by the two views (``shared_encoder=False``: one per view).
 - logit-level fusion: score(u, j) = [u_se : u_co] · [e_se_j : e_co_j].
+- item-ID dropout (training only, **ours**, after DropoutNet, Volkovs et al. NeurIPS 2017;
+  ``id_dropout`` > 0, both views): at each training step a random share of the items have their
+  collaborative row replaced, in the history and in the output table alike, by one mapped from
+  their text (``co_from_text``, a linear map of E_se trained with the rest). An item added after
+  training has no trained ID row; a model trained so has learned to rank an item through the
+  mapped row, which :func:`genrec.esr.cold_protocol.fill_cold_rows` (``id_rows=learned``) and
+  :func:`genrec.esr.cold_items.cold_output_rows` give every new item.
 - retrieval-augmented self-distillation (training only): teacher = mean of the N most similar
   users' [u_se : u_co], detached; loss alpha * MSE(student, teacher).  ``distill=False`` sets
   the term to zero and skips the teacher forward.
@@ -63,6 +70,7 @@ class ESRConfig:
     n_similar: int = 10  # N most similar users form the teacher
     co_init: str = "pca"  # pca | random (random = SASRec's ID embeddings)
     normalize_llm: bool = True  # centre + unit mean norm of E_se before use (see prepare_llm_embeddings)
+    id_dropout: float = 0.0  # share of items whose ID row a training step replaces by one mapped from their text (needs views=both)
 
     def __post_init__(self) -> None:
         if self.views not in VIEWS:
@@ -75,6 +83,10 @@ class ESRConfig:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
+        if self.id_dropout > 0 and self.views != "both":
+            raise ValueError(f"id_dropout maps an item's text to its ID row: it needs views=both, got {self.views!r}")
 
     @classmethod
     def sasrec(cls, **kw) -> ESRConfig:
@@ -184,10 +196,14 @@ class DualViewModel(FallbackModel):
                 self.e_co.weight.zero_()
                 self.e_co.weight[1:, :k] = torch.from_numpy(pca(llm_item_emb, k))
                 self.e_co.weight[0] = 0
+        if cfg.id_dropout > 0:  # made last: every other parameter draws the initial values it has without it
+            self.co_from_text = nn.Linear(llm_item_emb.shape[1], d)
+            self._init_weights(self.co_from_text)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, module: nn.Module | None = None) -> None:
+        """Initialise the parameters of ``module`` (default: the whole model) as the layout's code does."""
         recbole = self.cfg.layout == "recbole"
-        for name, p in self.named_parameters():
+        for name, p in (module or self).named_parameters():
             if p.dim() >= 2 and "norm" not in name:
                 if recbole:
                     nn.init.normal_(p, std=0.02)
@@ -213,7 +229,18 @@ class DualViewModel(FallbackModel):
             out["se"] = out["se"] * (torch.arange(out["se"].shape[0], device=out["se"].device) > 0)[:, None]
         if self.cfg.uses_collaborative:
             out["co"] = self.e_co.weight
+            if self.training and self.cfg.id_dropout > 0:
+                drop = torch.rand(out["co"].shape[0], device=out["co"].device) < self.cfg.id_dropout
+                drop[0] = False  # padding stays padding
+                out["co"] = torch.where(drop[:, None], self.mapped_id_rows(self.e_se), out["co"])
         return out
+
+    def mapped_id_rows(self, semantic: torch.Tensor) -> torch.Tensor:
+        """ID rows [m, hidden] mapped from semantic inputs [m, d_llm] (rows in ``e_se``'s space) by
+        the map item-ID dropout trained; an error for a model trained without it."""
+        if not hasattr(self, "co_from_text"):
+            raise ValueError("this model was trained without item-ID dropout (esr.id_dropout=0): it has no text-to-ID map")
+        return self.co_from_text(semantic)
 
     def output_table(self, tables: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """[e_se : e_co] for every catalog item, [N, width] (padding row dropped)."""

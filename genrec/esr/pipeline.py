@@ -117,6 +117,9 @@ def train_and_test(cfg: FallbackSettings) -> dict:
     if cfg.cold.scores != "raw" and (not cfg.cold.enabled or cfg.model in UNTRAINED):
         raise ConfigError(f"cold.scores={cfg.cold.scores} scores new items beside a trained model's: it needs "
                           "cold.fraction > 0 and a trained model")
+    if cfg.cold.enabled and cfg.cold.id_rows == "learned" and (cfg.model != "llmesr" or cfg.esr.id_dropout <= 0):
+        raise ConfigError("cold.id_rows=learned reads the text-to-ID map that item-ID dropout trains: it needs "
+                          f"model=llmesr and esr.id_dropout > 0 (got model={cfg.model}, esr.id_dropout={cfg.esr.id_dropout})")
     if cfg.transfer.enabled and cfg.cold.enabled:
         raise ConfigError("transfer.sources (zero-shot) and cold.fraction (cold items) are separate protocols; set one")
     out = Path(cfg.output_dir)

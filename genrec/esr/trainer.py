@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genrec.config import fill_missing
 from genrec.data.dataset import Example
 from genrec.errors import ConfigError
 from genrec.esr.family import FallbackModel, pad_left
@@ -163,13 +164,6 @@ def _train_settings(cfg: TrainConfig) -> dict:
             if k not in ("epochs", "patience", "eval_batch_size", "threads", "device")}
 
 
-def _fill_missing(saved, defaults):
-    """``saved`` with each key it lacks (at any depth) taken from ``defaults``."""
-    if not isinstance(saved, dict) or not isinstance(defaults, dict):
-        return saved
-    return {**defaults, **{k: _fill_missing(v, defaults.get(k)) for k, v in saved.items()}}
-
-
 class Trainer:
     """Trains a :class:`FallbackModel` on training sequences; keeps the best by validation NDCG@10."""
 
@@ -261,7 +255,7 @@ class Trainer:
         default: a new setting's default is the behaviour before it existed, so a run started
         by an older genrec resumes under a newer one."""
         defaults = {"model": type(self.model.cfg)().to_dict(), "train": _train_settings(type(self.cfg)())}
-        return _fill_missing(saved, defaults)
+        return fill_missing(saved, defaults)
 
     def validate(self) -> dict[str, float]:
         """Validation metrics under random tie-breaking (exact; equal to the optimistic ones when
