@@ -201,7 +201,9 @@ def test_settings_saved_before_a_later_model_section_still_match():
     want = {"model": "sasrec", "esr": {"hidden": 64}, "pad": {"lam": 0.1}, "output_dir": "a"}
     assert _same_settings({"model": "sasrec", "esr": {"hidden": 64}, "output_dir": "a"}, want)
     assert not _same_settings({"model": "sasrec", "esr": {"hidden": 32}, "output_dir": "a"}, want)
-    assert not _same_settings({"model": "pad", "esr": {"hidden": 64}, "output_dir": "a"}, {**want, "model": "pad"})
+    # a model's own section is compared (a value other than its default: a missing one reads as the default)
+    assert not _same_settings({"model": "pad", "esr": {"hidden": 64}, "output_dir": "a"},
+                              {**want, "model": "pad", "pad": {"lam": 0.7}})
     assert _same_run({"model": "sasrec", "esr": {"hidden": 64}, "output_dir": "b"}, want)
     # where a run trained, and a trainer's settings for a model that trains nothing, are not the run
     trained = {"model": "sasrec", "train": {"epochs": 4, "device": "cuda"}}
@@ -213,6 +215,11 @@ def test_settings_saved_before_a_later_model_section_still_match():
                                         "text_weights": "one"}}
     assert _same_settings({"model": "llmesr", "cold": {"fraction": 0.15}}, cold)
     assert not _same_settings({"model": "llmesr", "cold": {"fraction": 0.15, "scores": "text_fused"}}, cold)
+    # so do settings added to a model's section (item-ID dropout came after every LLM-ESR run of 2026-12-06)
+    assert _same_settings({"model": "llmesr", "esr": {"hidden": 128}}, {"model": "llmesr", "esr": {"hidden": 128,
+                                                                                               "id_dropout": 0.0}})
+    assert not _same_settings({"model": "llmesr", "esr": {"hidden": 128}},
+                              {"model": "llmesr", "esr": {"hidden": 128, "id_dropout": 0.15}})
 
 
 def test_a_finished_run_with_other_settings_is_moved_aside_not_resumed(tmp_path):

@@ -77,11 +77,9 @@ def _same_settings(saved: dict, want: dict, ignore: tuple[str, ...] = ()) -> boo
     skip = set(ignore) | {k for k in LATER_SECTIONS if saved.get("model") != k}
     if saved.get("model") in UNTRAINED:
         skip.add("train")  # popularity and text-kNN train nothing: the optimiser's settings are not part of them
-    saved = fill_missing(saved, _DEFAULTS)  # a run from before some setting existed ran as its default
-    if "cold" not in saved and not want.get("cold", {}).get("fraction"):
-        skip.add("cold")  # a run from before the cold-item protocol: every item warm, as the protocol off
-    if "transfer" not in saved and not want.get("transfer", {}).get("sources"):
-        skip.add("transfer")  # a run from before zero-shot transfer: trained on its own shop, as with none
+    # a run from before some setting or section existed (cold items, transfer, ...) ran as its default,
+    # e.g. every item warm, trained on its own shop (``want`` is whole already, but is filled alike)
+    saved, want = fill_missing(saved, _DEFAULTS), fill_missing(want, _DEFAULTS)
     saved, want = _without_device(saved), _without_device(want)
     return {k: v for k, v in saved.items() if k not in skip} == {k: v for k, v in want.items() if k not in skip}
 
