@@ -135,12 +135,11 @@ def fill_cold_rows(model: FallbackModel, cold: np.ndarray, how: str = "mean") ->
         mapped = text_mapped_rows(text, weight[1:].float().numpy(), warm, cold)
         weight[torch.as_tensor(cold + 1)] = torch.from_numpy(mapped).to(weight.dtype)
     elif how == "learned":
-        owner = _attr(model, name.rpartition(".")[0]) if "." in name else model
-        if not hasattr(owner, "co_from_text"):
+        if not hasattr(model, "co_from_text"):  # only LLM-ESR (both views) trains one
             raise ConfigError(f"cold.id_rows=learned needs a model trained with item-ID dropout (esr.id_dropout > 0); "
                               f"this {model.name} has no text-to-ID map")
         rows = torch.as_tensor(cold + 1)
-        weight[rows] = owner.mapped_id_rows(owner.e_se[rows]).to(weight.dtype)
+        weight[rows] = model.mapped_id_rows(model.e_se[rows]).to(weight.dtype)
     else:
         raise ConfigError(f"cold.id_rows must be one of mean, text, learned, got {how!r}")
     return len(cold)

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from genrec.config import fill_missing, load_config, to_dict
-from genrec.data.cold_split import ColdConfig
 from genrec.errors import ConfigError
 from genrec.esr.cold_protocol import cold_ledger_keys
 from genrec.esr.pipeline import UNTRAINED, FallbackSettings, rescore_cold, test_report, train_and_test
@@ -59,9 +58,8 @@ def settings_for(exp: Experiment, seed: int, runs_dir: Path) -> FallbackSettings
 
 # cold-item settings applied after training (genrec.esr.cold_protocol, genrec.esr.new_item_scores)
 COLD_TREATMENT = ("id_rows", "scores", "weight_on", "text_weights")
-# what a run made before one of them existed did: each default is the behaviour from before its setting
-COLD_DEFAULTS = {k: getattr(ColdConfig(), k) for k in COLD_TREATMENT}
 
+# what a run made before a setting existed did: each default is the behaviour from before its setting
 _DEFAULTS = to_dict(FallbackSettings())
 
 # Settings sections added after some runs were made, each read only by its own model: a saved run
@@ -141,7 +139,7 @@ def _other_cold_rows(want: dict, runs_dir: Path | None) -> dict | None:
         return None
     for other in sorted(runs_dir.glob("*/seed*/results.json")):
         done = json.loads(other.read_text())
-        saved = {**COLD_DEFAULTS, **(done.get("settings", {}).get("cold") or {})}
+        saved = fill_missing(done.get("settings", {}), _DEFAULTS)["cold"]
         treatment = {k: saved[k] for k in COLD_TREATMENT}
         if treatment != {k: cold.get(k) for k in COLD_TREATMENT} and _same_run(
                 done.get("settings", {}), {**want, "cold": {**cold, **treatment}}):
